@@ -1,0 +1,164 @@
+"""ResNet generator of Johnson et al. (2016), in the form used by CycleGAN and pix2pix.
+
+Layout: a 7x7 stem, two stride-2 downsampling convs, ``n_blocks`` residual blocks at 1/4
+resolution, two 2x upsampling stages and a 7x7 output conv followed by Tanh.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from .norm import norm_layer, uses_bias
+from .registry import register_generator
+
+UPSAMPLE_KINDS = ("transpose", "resize")
+
+
+class ResidualBlock(nn.Module):
+    """Two reflection-padded 3x3 convs with norm; output is ``x + block(x)``."""
+
+    def __init__(self, channels: int, norm: str = "instance", dropout: bool = False) -> None:
+        super().__init__()
+        bias = uses_bias(norm)
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, kernel_size=3, bias=bias),
+            norm_layer(norm, channels),
+            nn.ReLU(inplace=True),
+        ]
+        if dropout:
+            layers.append(nn.Dropout(0.5))
+        layers += [
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, kernel_size=3, bias=bias),
+            norm_layer(norm, channels),
+        ]
+        self.block = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.block(x)
+
+
+def _upsample(in_ch: int, out_ch: int, kind: str, bias: bool) -> list[nn.Module]:
+    """Layers doubling the spatial size and mapping ``in_ch`` -> ``out_ch`` channels."""
+    if kind == "transpose":
+        return [
+            nn.ConvTranspose2d(
+                in_ch, out_ch, kernel_size=3, stride=2, padding=1, output_padding=1, bias=bias
+            )
+        ]
+    # Nearest resize followed by a conv avoids the checkerboard artifacts of strided
+    # transposed convolutions (Odena et al., 2016).
+    return [
+        nn.Upsample(scale_factor=2, mode="nearest"),
+        nn.ReflectionPad2d(1),
+        nn.Conv2d(in_ch, out_ch, kernel_size=3, bias=bias),
+    ]
+
+
+class ResnetGenerator(nn.Module):
+    """ResNet image-to-image generator; output has the input's size and lies in [-1, 1].
+
+    Input height and width must be multiples of ``size_multiple`` (4).
+    """
+
+    size_multiple: int = 4
+    scale: int = 1
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        out_channels: int = 3,
+        ngf: int = 64,
+        n_blocks: int = 9,
+        norm: str = "instance",
+        dropout: bool = False,
+        upsample: str = "transpose",
+    ) -> None:
+        super().__init__()
+        if n_blocks < 0:
+            raise ValueError(f"n_blocks must be >= 0, got {n_blocks}")
+        if upsample not in UPSAMPLE_KINDS:
+            raise ValueError(
+                f"unknown upsample {upsample!r}; expected one of {', '.join(UPSAMPLE_KINDS)}"
+            )
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.size_multiple = 4
+        self.scale = 1
+        bias = uses_bias(norm)
+
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(in_channels, ngf, kernel_size=7, bias=bias),
+            norm_layer(norm, ngf),
+            nn.ReLU(inplace=True),
+        ]
+        channels = ngf
+        for _ in range(2):  # downsample: H -> H/2 -> H/4
+            layers += [
+                nn.Conv2d(channels, channels * 2, kernel_size=3, stride=2, padding=1, bias=bias),
+                norm_layer(norm, channels * 2),
+                nn.ReLU(inplace=True),
+            ]
+            channels *= 2
+        for _ in range(n_blocks):
+            layers.append(ResidualBlock(channels, norm=norm, dropout=dropout))
+        for _ in range(2):  # upsample: H/4 -> H/2 -> H
+            layers += _upsample(channels, channels // 2, upsample, bias)
+            layers += [norm_layer(norm, channels // 2), nn.ReLU(inplace=True)]
+            channels //= 2
+        layers += [
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(channels, out_channels, kernel_size=7),
+            nn.Tanh(),
+        ]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, w = x.shape[-2:]
+        if h % self.size_multiple or w % self.size_multiple:
+            raise ValueError(
+                f"input size {h}x{w} must be a multiple of {self.size_multiple} in both dims"
+            )
+        return self.model(x)
+
+
+@register_generator("resnet")
+def resnet(
+    in_channels: int = 3,
+    out_channels: int = 3,
+    ngf: int = 64,
+    n_blocks: int = 9,
+    norm: str = "instance",
+    dropout: bool = False,
+    upsample: str = "transpose",
+) -> ResnetGenerator:
+    """ResNet generator with a configurable number of residual blocks."""
+    return ResnetGenerator(in_channels, out_channels, ngf, n_blocks, norm, dropout, upsample)
+
+
+@register_generator("resnet_9blocks")
+def resnet_9blocks(
+    in_channels: int = 3,
+    out_channels: int = 3,
+    ngf: int = 64,
+    norm: str = "instance",
+    dropout: bool = False,
+    upsample: str = "transpose",
+) -> ResnetGenerator:
+    """ResNet generator with 9 residual blocks (CycleGAN default for 256x256 images)."""
+    return ResnetGenerator(in_channels, out_channels, ngf, 9, norm, dropout, upsample)
+
+
+@register_generator("resnet_6blocks")
+def resnet_6blocks(
+    in_channels: int = 3,
+    out_channels: int = 3,
+    ngf: int = 64,
+    norm: str = "instance",
+    dropout: bool = False,
+    upsample: str = "transpose",
+) -> ResnetGenerator:
+    """ResNet generator with 6 residual blocks (CycleGAN choice for 128x128 images)."""
+    return ResnetGenerator(in_channels, out_channels, ngf, 6, norm, dropout, upsample)

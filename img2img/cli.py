@@ -1,0 +1,171 @@
+"""Command line: ``img2img train`` and ``img2img translate`` (also ``tools/*.py``).
+
+This is the one place where flags become config dataclasses. Exit codes: 0 success,
+1 when some work failed (e.g. unreadable images), 2 for usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import fields
+
+from img2img.config import TrainConfig, TranslateConfig
+
+log = logging.getLogger("img2img")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _common(p: argparse.ArgumentParser, batch_size: int) -> None:
+    p.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N|mps (default auto)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--batch-size", type=int, default=batch_size)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def train_parser() -> argparse.ArgumentParser:
+    """Flags of ``img2img train`` / ``tools/train.py``."""
+    d = TrainConfig()
+    p = argparse.ArgumentParser(prog="img2img train", description="Train a translation model.")
+    p.add_argument("--task", default=d.task, help="cyclegan")
+    p.add_argument("--data", required=True, help="dataset root (e.g. ROOT/trainA, ROOT/trainB)")
+    p.add_argument("--out", required=True, help="run folder: checkpoints, samples, logs")
+    g = p.add_argument_group("schedule")
+    g.add_argument("--steps", type=int, help="total optimisation steps")
+    g.add_argument("--decay-steps", type=int, help="final steps of linear lr decay (default half)")
+    g.add_argument("--epochs", type=int, help="epochs at constant lr (default 100)")
+    g.add_argument("--epochs-decay", type=int, help="epochs of linear decay (default = --epochs)")
+    g.add_argument("--lr", type=float, default=d.lr)
+    g.add_argument("--beta1", type=float, default=d.beta1)
+    g.add_argument("--beta2", type=float, default=d.beta2)
+    g.add_argument("--stop-after", type=int,
+                   help="stop this run after N steps, leaving a resumable checkpoint "
+                        "(for time-limited job slots; continue with --resume)")
+    g = p.add_argument_group("data")
+    g.add_argument("--direction", default=d.direction, choices=["AtoB", "BtoA"])
+    g.add_argument("--preprocess", default=d.preprocess,
+                   choices=["resize_and_crop", "crop", "scale_width", "none"])
+    g.add_argument("--load-size", type=int, default=d.load_size)
+    g.add_argument("--crop-size", type=int, default=d.crop_size)
+    g.add_argument("--no-flip", action="store_true", help="no random horizontal flip")
+    g.add_argument("--workers", type=int, default=d.workers, help="data loader processes")
+    g = p.add_argument_group("networks")
+    g.add_argument("--generator", default=d.generator, help="resnet_9blocks|resnet_6blocks")
+    g.add_argument("--discriminator", default=d.discriminator, help="patchgan|pixelgan")
+    g.add_argument("--ngf", type=int, default=d.ngf)
+    g.add_argument("--ndf", type=int, default=d.ndf)
+    g.add_argument("--n-layers-d", type=int, default=d.n_layers_d)
+    g.add_argument("--norm", default=d.norm, choices=["instance", "batch", "none"])
+    g.add_argument("--dropout", action="store_true", help="dropout in the generator blocks")
+    g.add_argument("--upsample", default=d.upsample, choices=["transpose", "resize"])
+    g.add_argument("--init", default=d.init, choices=["normal", "xavier", "kaiming", "orthogonal"])
+    g.add_argument("--init-gain", type=float, default=d.init_gain)
+    g = p.add_argument_group("losses")
+    g.add_argument("--gan-mode", default=d.gan_mode, choices=["vanilla", "lsgan", "hinge",
+                                                               "wgangp"])
+    g.add_argument("--lambda-a", type=float, default=d.lambda_a)
+    g.add_argument("--lambda-b", type=float, default=d.lambda_b)
+    g.add_argument("--lambda-identity", type=float, default=d.lambda_identity)
+    g.add_argument("--pool-size", type=int, default=d.pool_size)
+    g = p.add_argument_group("run")
+    g.add_argument("--seed", type=int, default=d.seed)
+    g.add_argument("--resume", action="store_true", help="continue the run in --out")
+    g.add_argument("--save-every", type=int, default=d.save_every)
+    g.add_argument("--sample-every", type=int, default=d.sample_every)
+    g.add_argument("--log-every", type=int, default=d.log_every)
+    g.add_argument("--log-format", default=d.log_format, choices=["jsonl", "csv"])
+    g.add_argument("--tensorboard", action="store_true")
+    _common(p, d.batch_size)
+    return p
+
+
+def translate_parser() -> argparse.ArgumentParser:
+    """Flags of ``img2img translate`` / ``tools/translate.py``."""
+    p = argparse.ArgumentParser(prog="img2img translate",
+                                description="Translate a file, a folder tree or a glob.")
+    p.add_argument("--checkpoint", required=True, help="generator .safetensors")
+    p.add_argument("--input", required=True, help="file, folder (recursive) or glob")
+    p.add_argument("--output", required=True, help="output folder (mirrors the input tree)")
+    p.add_argument("--ext", help="output format, e.g. png (default: keep the input's)")
+    p.add_argument("--overwrite", action="store_true", help="redo outputs that exist")
+    p.add_argument("--dropout-at-test", action="store_true",
+                   help="keep dropout active (noisy outputs, as in the pix2pix paper)")
+    _common(p, TranslateConfig().batch_size)
+    return p
+
+
+def _to_config(cls: type, ns: argparse.Namespace) -> object:
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in vars(ns).items() if k in names})
+
+
+def _setup_logging(quiet: bool) -> None:
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
+                        format="%(levelname)s: %(message)s")
+
+
+def train_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``img2img train``."""
+    ns = train_parser().parse_args(argv)
+    cfg: TrainConfig = _to_config(TrainConfig, ns)  # type: ignore[assignment]
+    _setup_logging(cfg.quiet)
+    from img2img.engine.trainer import RunExistsError, Trainer
+
+    try:
+        trainer = Trainer(cfg, stop_after=ns.stop_after)
+        out = trainer.run()
+    except (RunExistsError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted: the last saved checkpoint can be continued with --resume",
+              file=sys.stderr)
+        return EXIT_FAILED
+    print(f"done: {trainer.step}/{trainer.total} steps; checkpoints in {out}")
+    return EXIT_OK
+
+
+def translate_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``img2img translate``."""
+    ns = translate_parser().parse_args(argv)
+    _setup_logging(ns.quiet)
+    from tqdm import tqdm
+
+    from img2img.checkpoint import CheckpointError
+    from img2img.inference.folder import UsageError, plan, translate_jobs
+    from img2img.inference.translator import Translator
+
+    try:
+        jobs, skipped = plan(ns.input, ns.output, ns.ext, ns.overwrite)
+        translator = Translator.from_checkpoint(ns.checkpoint, ns.device, ns.precision,
+                                                ns.dropout_at_test)
+    except (UsageError, CheckpointError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    with tqdm(total=len(jobs), disable=ns.quiet, unit="img", dynamic_ncols=True) as bar:
+        report = translate_jobs(translator, jobs, ns.batch_size, progress=bar.update)
+    report.skipped.extend(skipped)
+    for src, reason in report.failed:
+        print(f"failed: {src}: {reason}", file=sys.stderr)
+    print(report.summary())
+    return EXIT_FAILED if report.failed else EXIT_OK
+
+
+COMMANDS = {"train": train_main, "translate": translate_main}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``img2img <command> [flags]``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help") or args[0] not in COMMANDS:
+        print("usage: img2img {train,translate} [flags]   (img2img <command> --help)",
+              file=sys.stderr)
+        return EXIT_OK if args and args[0] in ("-h", "--help") else EXIT_USAGE
+    return COMMANDS[args[0]](args[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

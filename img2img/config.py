@@ -1,0 +1,83 @@
+"""Configuration dataclasses shared by the CLI, the trainer and the tasks.
+
+`img2img.cli` is the one place that turns command-line flags into these objects;
+everything below it reads plain attributes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs. Saved as ``config.json`` in the output folder."""
+
+    task: str = "cyclegan"
+    data: str = ""
+    out: str = "runs/train"
+    # schedule: either steps or epochs (+ linear decay to zero over the decay part)
+    steps: int | None = None
+    decay_steps: int | None = None
+    epochs: int | None = None
+    epochs_decay: int | None = None
+    batch_size: int = 1
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    # data
+    direction: str = "AtoB"
+    preprocess: str = "resize_and_crop"
+    load_size: int = 286
+    crop_size: int = 256
+    no_flip: bool = False
+    workers: int = 2
+    # networks
+    generator: str = "resnet_9blocks"
+    discriminator: str = "patchgan"
+    ngf: int = 64
+    ndf: int = 64
+    n_layers_d: int = 3
+    norm: str = "instance"
+    dropout: bool = False
+    upsample: str = "transpose"
+    init: str = "normal"
+    init_gain: float = 0.02
+    # losses
+    gan_mode: str = "lsgan"
+    lambda_a: float = 10.0
+    lambda_b: float = 10.0
+    lambda_identity: float = 0.5
+    pool_size: int = 50
+    # runtime
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "fp32"
+    resume: bool = False
+    save_every: int = 1000
+    sample_every: int = 200
+    log_every: int = 10
+    log_format: str = "jsonl"
+    tensorboard: bool = False
+    quiet: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable dict."""
+        return asdict(self)
+
+
+@dataclass
+class TranslateConfig:
+    """Options of ``tools/translate.py``."""
+
+    checkpoint: str = ""
+    input: str = ""
+    output: str = ""
+    batch_size: int = 4
+    device: str = "auto"
+    precision: str = "fp32"
+    ext: str | None = None
+    overwrite: bool = False
+    quiet: bool = False

@@ -1,0 +1,105 @@
+"""Unpaired two-domain dataset over ``ROOT/trainA`` and ``ROOT/trainB``.
+
+This is the layout of the public CycleGAN datasets, so a downloaded one works as is.
+Indexing is by a global sample counter ``k`` (see :class:`CounterSampler`): epoch
+``k // len`` shuffles A, and B is drawn at random for each A, all from RNGs seeded by
+``(seed, k)``. A sample is therefore a pure function of ``k`` whatever the number of
+workers, and a resumed run sees exactly the data an uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from img2img.data.convert import to_tensor
+from img2img.data.io import read_image
+from img2img.data.scan import list_images
+from img2img.data.transforms import as_channels, build_transform
+
+
+def domain_folder(root: str | Path, name: str) -> list[Path]:
+    """List the images of ``ROOT/name`` (recursive); clear errors when missing or empty."""
+    folder = Path(root) / name
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"{folder}: folder not found (expected ROOT/trainA, ROOT/trainB, ROOT/testA, "
+            f"ROOT/testB as in the public CycleGAN datasets)"
+        )
+    files = list_images(folder)
+    if not files:
+        raise ValueError(f"{folder}: no images found (looked for common image suffixes)")
+    return files
+
+
+class CounterSampler(Sampler[int]):
+    """Yields ``start, start + 1, ...`` forever; the dataset maps a counter to a sample."""
+
+    def __init__(self, start: int = 0) -> None:
+        self.start = start
+
+    def __iter__(self) -> Iterator[int]:
+        k = self.start
+        while True:
+            yield k
+            k += 1
+
+
+def _rng(*key: int) -> np.random.Generator:
+    return np.random.default_rng([abs(int(x)) for x in key])
+
+
+class UnpairedDataset(Dataset):
+    """Yields ``{"A": tensor, "B": tensor, "A_path": str, "B_path": str}`` in [-1, 1]."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        phase: str = "train",
+        direction: str = "AtoB",
+        preprocess: str = "resize_and_crop",
+        load_size: int = 286,
+        crop_size: int = 256,
+        flip: bool = True,
+        channels: int = 3,
+        seed: int = 0,
+    ) -> None:
+        if direction not in ("AtoB", "BtoA"):
+            raise ValueError(f"direction must be AtoB or BtoA, not {direction!r}")
+        a, b = ("A", "B") if direction == "AtoB" else ("B", "A")
+        self.files_a = domain_folder(root, phase + a)
+        self.files_b = domain_folder(root, phase + b)
+        self.transform = build_transform(preprocess, load_size, crop_size, flip)
+        self.channels = channels
+        self.seed = seed
+        self._perm: tuple[int, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return max(len(self.files_a), len(self.files_b))
+
+    def _order(self, epoch: int) -> np.ndarray:
+        if self._perm is None or self._perm[0] != epoch:
+            self._perm = (epoch, _rng(self.seed, epoch, 0xA).permutation(len(self)))
+        return self._perm[1]
+
+    def _load(self, path: Path, seed: int) -> torch.Tensor:
+        img = as_channels(read_image(path), self.channels)
+        return to_tensor(self.transform(seed=seed, image=img)["image"])
+
+    def __getitem__(self, k: int) -> dict[str, torch.Tensor | str]:
+        n = len(self)
+        epoch, pos = divmod(int(k), n)
+        path_a = self.files_a[int(self._order(epoch)[pos]) % len(self.files_a)]
+        rng = _rng(self.seed, k, 0xB)
+        path_b = self.files_b[int(rng.integers(len(self.files_b)))]
+        seed_a, seed_b = (int(s) for s in rng.integers(0, 2**31 - 1, size=2))
+        return {
+            "A": self._load(path_a, seed_a),
+            "B": self._load(path_b, seed_b),
+            "A_path": str(path_a),
+            "B_path": str(path_b),
+        }

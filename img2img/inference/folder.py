@@ -1,0 +1,169 @@
+"""Translate a file, a folder tree or a glob into an output folder.
+
+Guarantees: outputs mirror the input's relative tree; existing outputs are skipped unless
+``overwrite`` (so a rerun after a crash finishes the job); every write is atomic; inputs
+are never modified and nothing is written outside the output folder; every unreadable
+input is reported with its reason while the rest are still translated.
+
+Reading/decoding and encoding/writing run in background threads so that the model
+computes while the previous batch is written and the next one is read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from img2img.data.io import ImageReadError, read_image, write_image
+from img2img.data.scan import expand_inputs
+from img2img.inference.translator import Translator
+
+
+class UsageError(ValueError):
+    """The request itself is wrong (bad paths, output over input): exit code 2."""
+
+
+@dataclass
+class Job:
+    """One input file and where its output goes."""
+
+    src: Path
+    dst: Path
+
+
+@dataclass
+class Report:
+    """What a folder run did."""
+
+    done: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line for the end of the run."""
+        return (f"{len(self.done)} translated, {len(self.skipped)} skipped (output exists), "
+                f"{len(self.failed)} failed")
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def plan(input_spec: str, output: str | Path, ext: str | None = None,
+         overwrite: bool = False) -> tuple[list[Job], list[Path]]:
+    """Jobs to run and outputs already present (skipped), after all safety checks."""
+    base, files = expand_inputs(input_spec)
+    if not files:
+        raise UsageError(f"{input_spec}: no input images found")
+    out = Path(output).resolve()
+    in_path = Path(input_spec)
+    if in_path.is_dir() and _inside(out, in_path.resolve()):
+        raise UsageError(f"refusing to write into the input folder: --output {output} is inside "
+                         f"--input {input_spec}; choose a folder outside it")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--output {output} exists and is not a folder")
+    if ext is not None:
+        ext = ext if ext.startswith(".") else "." + ext
+        ext = ext.lower()
+    inputs = {f.resolve() for f in files}
+    jobs: list[Job] = []
+    skipped: list[Path] = []
+    base = (base or Path(".")).resolve()
+    for f in files:
+        rel = f.resolve().relative_to(base)
+        dst = out / (rel.with_suffix(ext) if ext else rel)
+        if dst.resolve() in inputs:
+            raise UsageError(f"refusing to overwrite input file {f} (output would be {dst})")
+        if dst.exists() and not overwrite:
+            skipped.append(dst)
+        else:
+            jobs.append(Job(f, dst))
+    return jobs, skipped
+
+
+def _read(job: Job) -> tuple[Job, np.ndarray | None, str | None]:
+    try:
+        return job, read_image(job.src), None
+    except ImageReadError as exc:
+        return job, None, exc.reason
+    except OSError as exc:
+        return job, None, str(exc)
+
+
+def _batches(reads: Iterator[Future], batch_size: int, report: Report,
+             progress: Callable[[int], None]) -> Iterator[list[tuple[Job, np.ndarray]]]:
+    """Group consecutive readable images of equal shape into batches."""
+    batch: list[tuple[Job, np.ndarray]] = []
+    for fut in reads:
+        job, img, err = fut.result()
+        if img is None:
+            report.failed.append((job.src, err or "unreadable"))
+            progress(1)
+            continue
+        if batch and (img.shape != batch[0][1].shape or len(batch) >= batch_size):
+            yield batch
+            batch = []
+        batch.append((job, img))
+    if batch:
+        yield batch
+
+
+def _prefetch(pool: ThreadPoolExecutor, jobs: list[Job], depth: int) -> Iterator[Future]:
+    """Submit reads ``depth`` ahead of the consumer."""
+    pending: list[Future] = []
+    it = iter(jobs)
+    for job in it:
+        pending.append(pool.submit(_read, job))
+        if len(pending) >= depth:
+            break
+    for job in it:
+        yield pending.pop(0)
+        pending.append(pool.submit(_read, job))
+    yield from pending
+
+
+def translate_jobs(translator: Translator, jobs: list[Job], batch_size: int = 4,
+                   progress: Callable[[int], None] | None = None, workers: int = 2) -> Report:
+    """Run ``jobs``; failures are collected in the report, never raised."""
+    report = Report()
+    progress = progress or (lambda n: None)
+    writes: list[tuple[Job, Future]] = []
+
+    def write(job: Job, out: np.ndarray) -> None:
+        write_image(job.dst, out)
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="read") as readers, \
+            ThreadPoolExecutor(workers, thread_name_prefix="write") as writers:
+        reads = _prefetch(readers, jobs, depth=max(2 * batch_size, 4))
+        for batch in _batches(reads, batch_size, report, progress):
+            try:
+                outs = translator.translate_arrays([img for _, img in batch])
+            except (ValueError, RuntimeError) as exc:
+                report.failed.extend((job.src, f"translation failed: {exc}") for job, _ in batch)
+                continue
+            for (job, _), out in zip(batch, outs, strict=True):
+                writes.append((job, writers.submit(write, job, out)))
+            progress(len(batch))
+            writes = _collect(writes, report, wait=False)
+        _collect(writes, report, wait=True)
+    report.failed.sort(key=lambda x: str(x[0]))
+    return report
+
+
+def _collect(writes: list[tuple[Job, Future]], report: Report,
+             wait: bool) -> list[tuple[Job, Future]]:
+    rest = []
+    for job, fut in writes:
+        if not wait and not fut.done():
+            rest.append((job, fut))
+            continue
+        try:
+            fut.result()
+            report.done.append(job.dst)
+        except Exception as exc:  # noqa: BLE001 - reported per file, the run goes on
+            report.failed.append((job.src, f"cannot write {job.dst}: {exc}"))
+    return rest

@@ -1,0 +1,118 @@
+"""What every training method provides to the shared trainer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from img2img.checkpoint import GeneratorMeta, meta_for
+from img2img.config import TrainConfig
+from img2img.nn import build_discriminator, build_generator, init_weights
+from img2img.runtime import autocast
+
+
+class Task:
+    """Base class: owns the networks and optimisers of one method and its train step.
+
+    Subclasses fill ``self.nets`` and ``self.optimizers`` in ``__init__`` and implement
+    :meth:`build_dataset`, :meth:`train_step`, :meth:`sample_rows` and :meth:`exports`.
+    The trainer handles the loop, schedules, logging and checkpoints.
+    """
+
+    name = "base"
+
+    def __init__(self, cfg: TrainConfig, device: torch.device) -> None:
+        self.cfg = cfg
+        self.device = device
+        self.nets: dict[str, nn.Module] = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self._arch: dict[str, tuple[str, dict[str, Any]]] = {}
+
+    # --- to implement -------------------------------------------------------------------
+    def build_dataset(self) -> Dataset:
+        """The training dataset (indexed by a global sample counter)."""
+        raise NotImplementedError
+
+    def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
+        """One optimisation step on ``batch``; returns the losses as floats."""
+        raise NotImplementedError
+
+    def sample_rows(self, batch: dict[str, Any]) -> list[torch.Tensor]:
+        """Rows of images (each NCHW in [-1, 1]) for the sample grid."""
+        raise NotImplementedError
+
+    def exports(self) -> dict[str, tuple[nn.Module, GeneratorMeta]]:
+        """Inference generators to write, keyed by file name."""
+        raise NotImplementedError
+
+    # --- shared helpers -----------------------------------------------------------------
+    def make_generator(self, key: str, arch: str, **kwargs: Any) -> nn.Module:
+        """Build, initialise and register generator ``key``; remembers how it was built."""
+        net = build_generator(arch, **kwargs)
+        init_weights(net, self.cfg.init, self.cfg.init_gain)
+        self._arch[key] = (arch, kwargs)
+        self.nets[key] = net.to(self.device)
+        return self.nets[key]
+
+    def make_discriminator(self, key: str, arch: str, **kwargs: Any) -> nn.Module:
+        """Build, initialise and register discriminator ``key``."""
+        net = build_discriminator(arch, **kwargs)
+        init_weights(net, self.cfg.init, self.cfg.init_gain)
+        self.nets[key] = net.to(self.device)
+        return self.nets[key]
+
+    def generator_meta(self, key: str, direction: str, **extra: Any) -> GeneratorMeta:
+        """Checkpoint metadata for generator ``key``."""
+        arch, kwargs = self._arch[key]
+        return meta_for(self.nets[key], arch, kwargs, self.name, direction, **extra)
+
+    def adam(self, *nets: nn.Module) -> torch.optim.Adam:
+        """Adam over the nets' parameters with the configured lr and betas."""
+        params = [p for net in nets for p in net.parameters()]
+        return torch.optim.Adam(params, lr=self.cfg.lr, betas=(self.cfg.beta1, self.cfg.beta2))
+
+    def autocast(self):  # noqa: ANN201 - context manager
+        """Autocast context for the configured precision."""
+        return autocast(self.device, self.cfg.precision)
+
+    @staticmethod
+    def set_requires_grad(nets: list[nn.Module], flag: bool) -> None:
+        """Freeze or unfreeze parameters (saves the discriminator's gradients in the G step)."""
+        for net in nets:
+            for p in net.parameters():
+                p.requires_grad_(flag)
+
+    def to_device(self, batch: dict[str, Any], *keys: str) -> list[torch.Tensor]:
+        """Move the named batch tensors to the task's device."""
+        return [batch[k].to(self.device, non_blocking=True) for k in keys]
+
+    def train(self) -> None:
+        """Put every network in training mode."""
+        for net in self.nets.values():
+            net.train()
+
+    def extra_state(self) -> dict[str, Any]:
+        """Method-specific resumable state (e.g. image pools)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`extra_state`."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Networks, optimisers and extra state."""
+        return {
+            "nets": {k: v.state_dict() for k, v in self.nets.items()},
+            "optimizers": {k: v.state_dict() for k, v in self.optimizers.items()},
+            "extra": self.extra_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+        for k, net in self.nets.items():
+            net.load_state_dict(state["nets"][k])
+        for k, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][k])
+        self.load_extra_state(state.get("extra", {}))

@@ -1,0 +1,120 @@
+"""CycleGAN (Zhu et al., 2017): two generators, two PatchGANs, adversarial + cycle + identity.
+
+Defaults are the published ones: lambda 10 for each cycle, identity weight 0.5 (times
+lambda), a pool of 50 past fakes, LSGAN, Adam 2e-4 (0.5, 0.999), generator step then
+discriminator step with the discriminator loss halved.
+
+Naming: ``G_A2B`` maps domain A to B; ``D_B`` judges whether an image is a real B.
+With ``--direction BtoA`` the folders swap roles, and the exported file names follow the
+folders (the network that maps folder B to folder A is written as ``G_B2A``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from img2img.checkpoint import GeneratorMeta
+from img2img.config import TrainConfig
+from img2img.data.unpaired import UnpairedDataset
+from img2img.losses import GANLoss, cycle_loss, discriminator_loss, identity_loss
+from img2img.tasks.base import Task
+from img2img.tasks.image_pool import ImagePool
+
+
+class CycleGANTask(Task):
+    """Unpaired translation between domains A and B."""
+
+    name = "cyclegan"
+
+    def __init__(self, cfg: TrainConfig, device: torch.device) -> None:
+        super().__init__(cfg, device)
+        g_kwargs = {"ngf": cfg.ngf, "norm": cfg.norm, "dropout": cfg.dropout,
+                    "upsample": cfg.upsample}
+        self.g_a2b = self.make_generator("G_A2B", cfg.generator, **g_kwargs)
+        self.g_b2a = self.make_generator("G_B2A", cfg.generator, **g_kwargs)
+        d_kwargs: dict[str, Any] = {"ndf": cfg.ndf, "norm": cfg.norm}
+        if cfg.discriminator == "patchgan":
+            d_kwargs["n_layers"] = cfg.n_layers_d
+        self.d_a = self.make_discriminator("D_A", cfg.discriminator, **d_kwargs)
+        self.d_b = self.make_discriminator("D_B", cfg.discriminator, **d_kwargs)
+        self.optimizers["G"] = self.adam(self.g_a2b, self.g_b2a)
+        self.optimizers["D"] = self.adam(self.d_a, self.d_b)
+        self.gan_loss = GANLoss(cfg.gan_mode)
+        self.pool_a = ImagePool(cfg.pool_size, seed=cfg.seed + 1)
+        self.pool_b = ImagePool(cfg.pool_size, seed=cfg.seed + 2)
+
+    def build_dataset(self) -> Dataset:
+        c = self.cfg
+        return UnpairedDataset(c.data, "train", c.direction, c.preprocess, c.load_size,
+                               c.crop_size, flip=not c.no_flip, seed=c.seed)
+
+    def _generator_losses(self, real_a: torch.Tensor, real_b: torch.Tensor
+                          ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        c = self.cfg
+        fake_b = self.g_a2b(real_a)
+        fake_a = self.g_b2a(real_b)
+        parts = {
+            "G_A2B": self.gan_loss(self.d_b(fake_b), True, for_discriminator=False),
+            "G_B2A": self.gan_loss(self.d_a(fake_a), True, for_discriminator=False),
+            "cycle_A": cycle_loss(self.g_b2a(fake_b), real_a) * c.lambda_a,
+            "cycle_B": cycle_loss(self.g_a2b(fake_a), real_b) * c.lambda_b,
+        }
+        if c.lambda_identity > 0:
+            parts["idt_A"] = identity_loss(self.g_b2a(real_a), real_a) * c.lambda_a * \
+                c.lambda_identity
+            parts["idt_B"] = identity_loss(self.g_a2b(real_b), real_b) * c.lambda_b * \
+                c.lambda_identity
+        self._fakes = (fake_a.detach(), fake_b.detach())
+        return sum(parts.values()), parts  # type: ignore[return-value]
+
+    def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
+        real_a, real_b = self.to_device(batch, "A", "B")
+        discriminators = [self.d_a, self.d_b]
+        # generator step (discriminators frozen)
+        self.set_requires_grad(discriminators, False)
+        self.optimizers["G"].zero_grad(set_to_none=True)
+        with self.autocast():
+            loss_g, parts = self._generator_losses(real_a, real_b)
+        loss_g.backward()
+        self.optimizers["G"].step()
+        # discriminator step on pooled fakes, each loss halved
+        self.set_requires_grad(discriminators, True)
+        self.optimizers["D"].zero_grad(set_to_none=True)
+        fake_a, fake_b = self._fakes
+        with self.autocast():
+            loss_da, _ = discriminator_loss(self.gan_loss, self.d_a, real_a,
+                                            self.pool_a.query(fake_a))
+            loss_db, _ = discriminator_loss(self.gan_loss, self.d_b, real_b,
+                                            self.pool_b.query(fake_b))
+            loss_d = 0.5 * (loss_da + loss_db)
+        loss_d.backward()
+        self.optimizers["D"].step()
+        out = {k: float(v.detach()) for k, v in parts.items()}
+        out.update(D_A=0.5 * float(loss_da.detach()), D_B=0.5 * float(loss_db.detach()))
+        return out
+
+    @torch.no_grad()
+    def sample_rows(self, batch: dict[str, Any]) -> list[torch.Tensor]:
+        real_a, real_b = self.to_device(batch, "A", "B")
+        fake_b, fake_a = self.g_a2b(real_a), self.g_b2a(real_b)
+        return [torch.cat([real_a, fake_b, self.g_b2a(fake_b)], 3),
+                torch.cat([real_b, fake_a, self.g_a2b(fake_a)], 3)]
+
+    def exports(self) -> dict[str, tuple[nn.Module, GeneratorMeta]]:
+        swap = self.cfg.direction == "BtoA"
+        names = ("G_B2A", "G_A2B") if swap else ("G_A2B", "G_B2A")
+        return {
+            f"{names[0]}.safetensors": (self.g_a2b, self.generator_meta("G_A2B", names[0][2:])),
+            f"{names[1]}.safetensors": (self.g_b2a, self.generator_meta("G_B2A", names[1][2:])),
+        }
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"pool_a": self.pool_a.state_dict(), "pool_b": self.pool_b.state_dict()}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.pool_a.load_state_dict(state["pool_a"], self.device)
+        self.pool_b.load_state_dict(state["pool_b"], self.device)

@@ -11,6 +11,7 @@ computes while the previous batch is written and the next one is read.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -72,9 +73,10 @@ def plan(input_spec: str, output: str | Path, ext: str | None = None,
     inputs = {f.resolve() for f in files}
     jobs: list[Job] = []
     skipped: list[Path] = []
-    base = (base or Path(".")).resolve()
+    # abspath, not resolve: a symlinked input must keep its place in the tree
+    base = Path(os.path.abspath(base or "."))
     for f in files:
-        rel = f.resolve().relative_to(base)
+        rel = Path(os.path.abspath(f)).relative_to(base)
         dst = out / (rel.with_suffix(ext) if ext else rel)
         if dst.resolve() in inputs:
             raise UsageError(f"refusing to overwrite input file {f} (output would be {dst})")

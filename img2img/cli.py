@@ -30,7 +30,7 @@ def train_parser() -> argparse.ArgumentParser:
     """Flags of ``img2img train`` / ``tools/train.py``."""
     d = TrainConfig()
     p = argparse.ArgumentParser(prog="img2img train", description="Train a translation model.")
-    p.add_argument("--task", default=d.task, help="cyclegan")
+    p.add_argument("--task", default=d.task, help="cyclegan|pix2pix")
     p.add_argument("--data", required=True, help="dataset root (e.g. ROOT/trainA, ROOT/trainB)")
     p.add_argument("--out", required=True, help="run folder: checkpoints, samples, logs")
     g = p.add_argument_group("schedule")
@@ -53,23 +53,30 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-flip", action="store_true", help="no random horizontal flip")
     g.add_argument("--workers", type=int, default=d.workers, help="data loader processes")
     g = p.add_argument_group("networks")
-    g.add_argument("--generator", default=d.generator, help="resnet_9blocks|resnet_6blocks")
+    g.add_argument("--generator", help="resnet_9blocks|resnet_6blocks|unet_256|unet_128|unet "
+                   "(default: resnet_9blocks for cyclegan, unet_256 for pix2pix)")
     g.add_argument("--discriminator", default=d.discriminator, help="patchgan|pixelgan")
     g.add_argument("--ngf", type=int, default=d.ngf)
     g.add_argument("--ndf", type=int, default=d.ndf)
     g.add_argument("--n-layers-d", type=int, default=d.n_layers_d)
-    g.add_argument("--norm", default=d.norm, choices=["instance", "batch", "none"])
-    g.add_argument("--dropout", action="store_true", help="dropout in the generator blocks")
+    g.add_argument("--norm", choices=["instance", "batch", "none"],
+                   help="default: instance for cyclegan, batch for pix2pix")
+    g.add_argument("--dropout", action=argparse.BooleanOptionalAction,
+                   help="dropout in the generator (default: off for cyclegan, on for pix2pix)")
     g.add_argument("--upsample", default=d.upsample, choices=["transpose", "resize"])
     g.add_argument("--init", default=d.init, choices=["normal", "xavier", "kaiming", "orthogonal"])
     g.add_argument("--init-gain", type=float, default=d.init_gain)
     g = p.add_argument_group("losses")
-    g.add_argument("--gan-mode", default=d.gan_mode, choices=["vanilla", "lsgan", "hinge",
-                                                               "wgangp"])
+    g.add_argument("--gan-mode", choices=["vanilla", "lsgan", "hinge", "wgangp"],
+                   help="default: lsgan for cyclegan, vanilla for pix2pix")
     g.add_argument("--lambda-a", type=float, default=d.lambda_a)
     g.add_argument("--lambda-b", type=float, default=d.lambda_b)
     g.add_argument("--lambda-identity", type=float, default=d.lambda_identity)
-    g.add_argument("--pool-size", type=int, default=d.pool_size)
+    g.add_argument("--pool-size", type=int, help="fake image pool (default 50 cyclegan, 0 pix2pix)")
+    g.add_argument("--lambda-l1", type=float, default=d.lambda_l1, help="pix2pix L1 weight")
+    g.add_argument("--lambda-perceptual", type=float, default=d.lambda_perceptual,
+                   help="weight of the VGG19 perceptual loss (0 = off)")
+    g.add_argument("--vgg-weights", help="VGG19 weights file (default: the torch hub cache)")
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=int, default=d.seed)
     g.add_argument("--resume", action="store_true", help="continue the run in --out")

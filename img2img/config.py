@@ -33,23 +33,26 @@ class TrainConfig:
     crop_size: int = 256
     no_flip: bool = False
     workers: int = 2
-    # networks
-    generator: str = "resnet_9blocks"
+    # networks (None = the task's published default, filled in by Task.apply_defaults)
+    generator: str | None = None
     discriminator: str = "patchgan"
     ngf: int = 64
     ndf: int = 64
     n_layers_d: int = 3
-    norm: str = "instance"
-    dropout: bool = False
+    norm: str | None = None
+    dropout: bool | None = None
     upsample: str = "transpose"
     init: str = "normal"
     init_gain: float = 0.02
     # losses
-    gan_mode: str = "lsgan"
+    gan_mode: str | None = None
     lambda_a: float = 10.0
     lambda_b: float = 10.0
     lambda_identity: float = 0.5
-    pool_size: int = 50
+    pool_size: int | None = None
+    lambda_l1: float = 100.0
+    lambda_perceptual: float = 0.0
+    vgg_weights: str | None = None
     # runtime
     seed: int = 0
     device: str = "auto"

@@ -81,7 +81,7 @@ def write_page(out: Path, inputs: Path, outputs: Path) -> Path:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="demo_out")
-    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--tile", type=int, default=96)
     p.add_argument("--device", default="auto")
     args = p.parse_args()
@@ -96,7 +96,7 @@ def main() -> int:
     rc = train_main([
         "--task", "cyclegan", "--data", str(data), "--out", str(out / "run"),
         "--steps", str(args.steps), "--generator", "resnet_6blocks", "--ngf", "16",
-        "--ndf", "32", "--load-size", "80", "--crop-size", "64", "--batch-size", "1",
+        "--ndf", "32", "--preprocess", "crop", "--crop-size", "64", "--batch-size", "1",
         "--workers", "1", "--sample-every", "250", "--save-every", "500",
         "--device", args.device, "--seed", "0",
     ])

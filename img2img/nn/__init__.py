@@ -4,7 +4,7 @@ Importing this package registers every architecture with the registry, so
 ``build_generator("resnet_9blocks")`` and ``build_discriminator("patchgan")`` work.
 """
 
-from . import patchgan, resnet  # noqa: F401  (imported for registration side effects)
+from . import patchgan, resnet, unet  # noqa: F401  (imported for registration side effects)
 from .init import init_weights
 from .patchgan import PatchGANDiscriminator, PixelGANDiscriminator, receptive_field
 from .registry import (
@@ -16,11 +16,13 @@ from .registry import (
     register_generator,
 )
 from .resnet import ResnetGenerator
+from .unet import UnetGenerator
 
 __all__ = [
     "PatchGANDiscriminator",
     "PixelGANDiscriminator",
     "ResnetGenerator",
+    "UnetGenerator",
     "build_discriminator",
     "build_generator",
     "init_weights",

@@ -23,6 +23,16 @@ class Task:
     """
 
     name = "base"
+    # Published defaults for the config fields left as None on the command line.
+    defaults: dict[str, Any] = {}
+
+    @classmethod
+    def apply_defaults(cls, cfg: TrainConfig) -> TrainConfig:
+        """Fill the fields the user did not set with this method's published defaults."""
+        for key, value in cls.defaults.items():
+            if getattr(cfg, key) is None:
+                setattr(cfg, key, value)
+        return cfg
 
     def __init__(self, cfg: TrainConfig, device: torch.device) -> None:
         self.cfg = cfg

@@ -29,11 +29,14 @@ class CycleGANTask(Task):
     """Unpaired translation between domains A and B."""
 
     name = "cyclegan"
+    defaults = {"generator": "resnet_9blocks", "norm": "instance", "dropout": False,
+                "gan_mode": "lsgan", "pool_size": 50}
 
     def __init__(self, cfg: TrainConfig, device: torch.device) -> None:
         super().__init__(cfg, device)
-        g_kwargs = {"ngf": cfg.ngf, "norm": cfg.norm, "dropout": cfg.dropout,
-                    "upsample": cfg.upsample}
+        g_kwargs: dict[str, Any] = {"ngf": cfg.ngf, "norm": cfg.norm, "dropout": cfg.dropout}
+        if cfg.generator.startswith("resnet"):
+            g_kwargs["upsample"] = cfg.upsample
         self.g_a2b = self.make_generator("G_A2B", cfg.generator, **g_kwargs)
         self.g_b2a = self.make_generator("G_B2A", cfg.generator, **g_kwargs)
         d_kwargs: dict[str, Any] = {"ndf": cfg.ndf, "norm": cfg.norm}

@@ -62,7 +62,11 @@ def plan(input_spec: str, output: str | Path, ext: str | None = None,
         raise UsageError(f"{input_spec}: no input images found")
     out = Path(output).resolve()
     in_path = Path(input_spec)
-    if in_path.is_dir() and _inside(out, in_path.resolve()):
+    # Outputs below a folder input, or below the base of a recursive ('**') glob, would be
+    # listed as inputs by the next run (a fixed-depth glob cannot match them).
+    recursive_glob = base is not None and not in_path.is_file() and "**" in in_path.parts
+    root = in_path if in_path.is_dir() else base if recursive_glob else None
+    if root is not None and _inside(out, root.resolve()):
         raise UsageError(f"refusing to write into the input folder: --output {output} is inside "
                          f"--input {input_spec}; choose a folder outside it")
     if out.exists() and not out.is_dir():
@@ -73,6 +77,7 @@ def plan(input_spec: str, output: str | Path, ext: str | None = None,
     inputs = {f.resolve() for f in files}
     jobs: list[Job] = []
     skipped: list[Path] = []
+    sources: dict[Path, Path] = {}
     # abspath, not resolve: a symlinked input must keep its place in the tree
     base = Path(os.path.abspath(base or "."))
     for f in files:
@@ -80,6 +85,10 @@ def plan(input_spec: str, output: str | Path, ext: str | None = None,
         dst = out / (rel.with_suffix(ext) if ext else rel)
         if dst.resolve() in inputs:
             raise UsageError(f"refusing to overwrite input file {f} (output would be {dst})")
+        other = sources.setdefault(dst, f)
+        if other != f:  # e.g. a.jpg and a.png with --ext png
+            raise UsageError(f"{other} and {f} would both be written to {dst} (--ext {ext}); "
+                             f"translate them in separate runs or keep the input formats")
         if dst.exists() and not overwrite:
             skipped.append(dst)
         else:

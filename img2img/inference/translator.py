@@ -20,10 +20,13 @@ from img2img.data.transforms import as_channels
 from img2img.runtime import autocast, check_precision, resolve_device
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
-    """Pad NCHW ``x`` at the bottom/right to a multiple; reflect where possible, else replicate."""
+def pad_to_multiple(x: torch.Tensor, multiple: int,
+                    min_size: int = 1) -> tuple[torch.Tensor, int, int]:
+    """Pad NCHW ``x`` at the bottom/right to a multiple of ``multiple`` that is at least
+    ``min_size`` in both dims; reflect where possible, else replicate."""
     h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
+    th, tw = max(h, min_size), max(w, min_size)
+    ph, pw = th + (-th) % multiple - h, tw + (-tw) % multiple - w
     if ph == 0 and pw == 0:
         return x, h, w
     mode = "reflect" if ph < h and pw < w else "replicate"
@@ -46,6 +49,8 @@ class Translator:
         self.meta = meta
         self.device = device
         self.precision = precision
+        # Smallest input height/width the network runs on (declared by the architecture).
+        self.min_size = int(getattr(self.model, "min_size", 1))
         if dropout_at_test:
             for m in self.model.modules():
                 if isinstance(m, nn.Dropout | nn.Dropout2d):
@@ -64,7 +69,8 @@ class Translator:
     def translate_tensor(self, x: torch.Tensor) -> torch.Tensor:
         """NCHW float in [-1, 1] of any size -> NCHW output (size times the model's scale)."""
         x = x.to(self.device, torch.float32)
-        padded, h, w = pad_to_multiple(x, self.meta.size_multiple)
+        # Tiny images (e.g. 1x1, 17x3) are padded up to the smallest size the network accepts.
+        padded, h, w = pad_to_multiple(x, self.meta.size_multiple, min_size=self.min_size)
         with autocast(self.device, self.precision):
             y = self.model(padded)
         s = self.meta.scale

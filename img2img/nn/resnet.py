@@ -59,10 +59,13 @@ def _upsample(in_ch: int, out_ch: int, kind: str, bias: bool) -> list[nn.Module]
 class ResnetGenerator(nn.Module):
     """ResNet image-to-image generator; output has the input's size and lies in [-1, 1].
 
-    Input height and width must be multiples of ``size_multiple`` (4).
+    Input height and width must be multiples of ``size_multiple`` (4) and at least
+    ``min_size`` (8): the residual blocks at 1/4 resolution need 2x2 for their reflection
+    padding and instance norm.
     """
 
     size_multiple: int = 4
+    min_size: int = 8
     scale: int = 1
 
     def __init__(

@@ -63,6 +63,8 @@ def train_parser() -> argparse.ArgumentParser:
                    help="default: instance for cyclegan, batch for pix2pix")
     g.add_argument("--dropout", action=argparse.BooleanOptionalAction,
                    help="dropout in the generator (default: off for cyclegan, on for pix2pix)")
+    g.add_argument("--num-downs", type=int, default=d.num_downs,
+                   help="downsamplings of the generic 'unet' generator (inputs: multiples of 2^N)")
     g.add_argument("--upsample", default=d.upsample, choices=["transpose", "resize"])
     g.add_argument("--init", default=d.init, choices=["normal", "xavier", "kaiming", "orthogonal"])
     g.add_argument("--init-gain", type=float, default=d.init_gain)

@@ -42,6 +42,7 @@ class TrainConfig:
     norm: str | None = None
     dropout: bool | None = None
     upsample: str = "transpose"
+    num_downs: int = 8
     init: str = "normal"
     init_gain: float = 0.02
     # losses

@@ -7,6 +7,7 @@ import importlib
 # name -> "module:Class"; imported lazily so an unused method costs nothing.
 TASKS: dict[str, str] = {
     "cyclegan": "img2img.tasks.cyclegan:CycleGANTask",
+    "pix2pix": "img2img.tasks.pix2pix:Pix2PixTask",
 }
 
 

@@ -1,0 +1,110 @@
+"""Paired (aligned) dataset for pix2pix.
+
+Two layouts, as the public pix2pix datasets use:
+
+- ``ROOT/train/*.jpg``: each file holds A|B side by side (facades, maps, edges2shoes);
+- ``ROOT/trainA`` + ``ROOT/trainB``: separate files matched by relative path without suffix
+  (``trainA/x/1.jpg`` pairs with ``trainB/x/1.png``). Unmatched files are reported
+  (``unmatched`` attribute and a log warning), never silently dropped.
+
+A and B receive the same random crop and flip. Like the unpaired dataset, items are
+indexed by a global sample counter so that resumed runs see the same data.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from img2img.data.convert import to_tensor
+from img2img.data.io import read_image
+from img2img.data.pairs import split_pair
+from img2img.data.scan import list_images
+from img2img.data.transforms import as_channels, build_transform
+
+log = logging.getLogger(__name__)
+
+
+def _key(path: Path, root: Path) -> str:
+    return path.relative_to(root).with_suffix("").as_posix()
+
+
+def match_folders(folder_a: Path, folder_b: Path) -> tuple[list[tuple[Path, Path]], list[Path]]:
+    """Pairs matched by relative path without suffix, and the files left unmatched."""
+    a = {_key(p, folder_a): p for p in list_images(folder_a)}
+    b = {_key(p, folder_b): p for p in list_images(folder_b)}
+    pairs = [(a[k], b[k]) for k in sorted(a.keys() & b.keys())]
+    unmatched = sorted([a[k] for k in a.keys() - b.keys()] + [b[k] for k in b.keys() - a.keys()])
+    return pairs, unmatched
+
+
+class PairedDataset(Dataset):
+    """Yields ``{"A", "B", "A_path", "B_path"}`` with A and B aligned, in [-1, 1]."""
+
+    def __init__(self, root: str | Path, phase: str = "train", direction: str = "AtoB",
+                 preprocess: str = "resize_and_crop", load_size: int = 286,
+                 crop_size: int = 256, flip: bool = True, channels: int = 3,
+                 seed: int = 0) -> None:
+        if direction not in ("AtoB", "BtoA"):
+            raise ValueError(f"direction must be AtoB or BtoA, not {direction!r}")
+        root = Path(root)
+        combined, fa, fb = root / phase, root / f"{phase}A", root / f"{phase}B"
+        self.unmatched: list[Path] = []
+        self.items: list[tuple[Path, Path | None]]
+        if fa.is_dir() and fb.is_dir():
+            pairs, self.unmatched = match_folders(fa, fb)
+            self.items = list(pairs)
+            if self.unmatched:
+                shown = ", ".join(str(p) for p in self.unmatched[:10])
+                log.warning("%d file(s) without a partner are not used: %s%s",
+                            len(self.unmatched), shown, " ..." if len(self.unmatched) > 10 else "")
+        elif combined.is_dir():
+            self.items = [(p, None) for p in list_images(combined)]
+        else:
+            raise FileNotFoundError(
+                f"{root}: expected {combined.name}/ (A|B side by side) or {fa.name}/ + "
+                f"{fb.name}/ (files matched by name)")
+        if not self.items:
+            raise ValueError(f"{root}: no {phase} image pairs found")
+        self.swap = direction == "BtoA"
+        self.transform = build_transform(preprocess, load_size, crop_size, flip,
+                                         additional_targets={"image_b": "image"})
+        self.channels = channels
+        self.seed = seed
+        self._perm: tuple[int, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _load(self, k: int) -> tuple[np.ndarray, np.ndarray, Path, Path]:
+        path_a, path_b = self.items[k]
+        if path_b is None:
+            try:
+                a, b = split_pair(read_image(path_a))
+            except ValueError as exc:
+                raise ValueError(f"{path_a}: {exc}") from exc
+            path_b = path_a
+        else:
+            a, b = read_image(path_a), read_image(path_b)
+            if a.shape[:2] != b.shape[:2]:
+                raise ValueError(f"{path_a} ({a.shape[1]}x{a.shape[0]}) and {path_b} "
+                                 f"({b.shape[1]}x{b.shape[0]}) differ in size")
+        if self.swap:
+            return b, a, path_b, path_a
+        return a, b, path_a, path_b
+
+    def __getitem__(self, k: int) -> dict[str, torch.Tensor | str]:
+        epoch, pos = divmod(int(k), len(self))
+        if self._perm is None or self._perm[0] != epoch:
+            rng = np.random.default_rng([self.seed, epoch, 0xC])
+            self._perm = (epoch, rng.permutation(len(self)))
+        a, b, pa, pb = self._load(int(self._perm[1][pos]))
+        seed = int(np.random.default_rng([self.seed, int(k), 0xD]).integers(2**31 - 1))
+        out = self.transform(seed=seed, image=as_channels(a, self.channels),
+                             image_b=as_channels(b, self.channels))
+        return {"A": to_tensor(out["image"]), "B": to_tensor(out["image_b"]),
+                "A_path": str(pa), "B_path": str(pb)}

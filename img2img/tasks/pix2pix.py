@@ -1,0 +1,98 @@
+"""pix2pix (Isola et al., 2017): paired translation with a U-Net and a conditional PatchGAN.
+
+Published defaults: ``unet_256`` generator with batch norm and dropout, 70x70 PatchGAN that
+sees A and B concatenated, vanilla GAN loss, lambda L1 = 100, Adam 2e-4 (0.5, 0.999),
+discriminator step then generator step with the discriminator loss halved. An optional
+VGG19 perceptual term (``--lambda-perceptual``) adds to L1.
+
+The exported generator is ``G_A2B.safetensors`` (``G_B2A`` with ``--direction BtoA``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from img2img.checkpoint import GeneratorMeta
+from img2img.config import TrainConfig
+from img2img.data.paired import PairedDataset
+from img2img.losses import GANLoss, l1_loss
+from img2img.tasks.base import Task
+
+
+class Pix2PixTask(Task):
+    """Paired translation A -> B."""
+
+    name = "pix2pix"
+    defaults = {"generator": "unet_256", "norm": "batch", "dropout": True,
+                "gan_mode": "vanilla", "pool_size": 0}
+
+    def __init__(self, cfg: TrainConfig, device: torch.device) -> None:
+        super().__init__(cfg, device)
+        g_kwargs: dict[str, Any] = {"ngf": cfg.ngf, "norm": cfg.norm, "dropout": cfg.dropout}
+        if cfg.generator.startswith("resnet"):
+            g_kwargs["upsample"] = cfg.upsample
+        if cfg.generator == "unet":
+            g_kwargs["num_downs"] = cfg.num_downs
+        self.g = self.make_generator("G", cfg.generator, **g_kwargs)
+        d_kwargs: dict[str, Any] = {"in_channels": 6, "ndf": cfg.ndf, "norm": cfg.norm}
+        if cfg.discriminator == "patchgan":
+            d_kwargs["n_layers"] = cfg.n_layers_d
+        self.d = self.make_discriminator("D", cfg.discriminator, **d_kwargs)
+        self.optimizers["G"] = self.adam(self.g)
+        self.optimizers["D"] = self.adam(self.d)
+        self.gan_loss = GANLoss(cfg.gan_mode)
+        self.perceptual: nn.Module | None = None
+        if cfg.lambda_perceptual > 0:
+            from img2img.losses.perceptual import PerceptualLoss
+
+            self.perceptual = PerceptualLoss(weights=cfg.vgg_weights).to(device)
+
+    def build_dataset(self) -> Dataset:
+        c = self.cfg
+        return PairedDataset(c.data, "train", c.direction, c.preprocess, c.load_size,
+                             c.crop_size, flip=not c.no_flip, seed=c.seed)
+
+    def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
+        real_a, real_b = self.to_device(batch, "A", "B")
+        c = self.cfg
+        with self.autocast():
+            fake_b = self.g(real_a)
+        # discriminator step on (A, B) pairs
+        self.set_requires_grad([self.d], True)
+        self.optimizers["D"].zero_grad(set_to_none=True)
+        with self.autocast():
+            loss_fake = self.gan_loss(self.d(torch.cat([real_a, fake_b.detach()], 1)), False)
+            loss_real = self.gan_loss(self.d(torch.cat([real_a, real_b], 1)), True)
+            loss_d = 0.5 * (loss_fake + loss_real)
+        loss_d.backward()
+        self.optimizers["D"].step()
+        # generator step (discriminator frozen)
+        self.set_requires_grad([self.d], False)
+        self.optimizers["G"].zero_grad(set_to_none=True)
+        with self.autocast():
+            parts = {
+                "G_GAN": self.gan_loss(self.d(torch.cat([real_a, fake_b], 1)), True,
+                                       for_discriminator=False),
+                "G_L1": l1_loss(fake_b, real_b) * c.lambda_l1,
+            }
+            if self.perceptual is not None:
+                parts["G_perc"] = self.perceptual(fake_b, real_b) * c.lambda_perceptual
+            loss_g = sum(parts.values())
+        loss_g.backward()
+        self.optimizers["G"].step()
+        out = {k: float(v.detach()) for k, v in parts.items()}
+        out.update(D_real=float(loss_real.detach()), D_fake=float(loss_fake.detach()))
+        return out
+
+    @torch.no_grad()
+    def sample_rows(self, batch: dict[str, Any]) -> list[torch.Tensor]:
+        real_a, real_b = self.to_device(batch, "A", "B")
+        return [torch.cat([real_a, self.g(real_a), real_b], 3)]
+
+    def exports(self) -> dict[str, tuple[nn.Module, GeneratorMeta]]:
+        name = "G_B2A" if self.cfg.direction == "BtoA" else "G_A2B"
+        return {f"{name}.safetensors": (self.g, self.generator_meta("G", name[2:]))}

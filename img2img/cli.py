@@ -79,6 +79,16 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--lambda-perceptual", type=float, default=d.lambda_perceptual,
                    help="weight of the VGG19 perceptual loss (0 = off)")
     g.add_argument("--vgg-weights", help="VGG19 weights file (default: the torch hub cache)")
+    g = p.add_argument_group("super-resolution (--task srgan)")
+    g.add_argument("--scale", type=int, default=d.scale, choices=[2, 4, 8])
+    g.add_argument("--phase", default=d.phase, choices=["psnr", "gan"],
+                   help="psnr: pixel-loss pre-training; gan: perceptual + adversarial")
+    g.add_argument("--init-from", help="generator .safetensors to start from (phase gan)")
+    g.add_argument("--pixel-loss", default=d.pixel_loss, choices=["mse", "l1"])
+    g.add_argument("--lambda-adv", type=float, default=d.lambda_adv)
+    g.add_argument("--ema-decay", type=float, default=d.ema_decay)
+    g.add_argument("--degrade", nargs="*", default=[], choices=["blur", "noise", "jpeg"],
+                   help="random degradations of the low-resolution input")
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=int, default=d.seed)
     g.add_argument("--resume", action="store_true", help="continue the run in --out")

@@ -52,6 +52,14 @@ class TrainConfig:
     lambda_identity: float = 0.5
     pool_size: int | None = None
     lambda_l1: float = 100.0
+    # super-resolution
+    scale: int = 4
+    phase: str = "psnr"
+    init_from: str | None = None
+    pixel_loss: str = "mse"
+    lambda_adv: float = 1e-3
+    ema_decay: float = 0.999
+    degrade: list[str] = field(default_factory=list)
     lambda_perceptual: float = 0.0
     vgg_weights: str | None = None
     # runtime

@@ -38,8 +38,8 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--decay-steps", type=int, help="final steps of linear lr decay (default half)")
     g.add_argument("--epochs", type=int, help="epochs at constant lr (default 100)")
     g.add_argument("--epochs-decay", type=int, help="epochs of linear decay (default = --epochs)")
-    g.add_argument("--lr", type=float, default=d.lr)
-    g.add_argument("--beta1", type=float, default=d.beta1)
+    g.add_argument("--lr", type=float, help="Adam lr (default 2e-4; 1e-4 for srgan)")
+    g.add_argument("--beta1", type=float, help="Adam beta1 (default 0.5; 0.9 for srgan)")
     g.add_argument("--beta2", type=float, default=d.beta2)
     g.add_argument("--stop-after", type=int,
                    help="stop this run after N steps, leaving a resumable checkpoint "
@@ -48,14 +48,16 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--direction", default=d.direction, choices=["AtoB", "BtoA"])
     g.add_argument("--preprocess", default=d.preprocess,
                    choices=["resize_and_crop", "crop", "scale_width", "none"])
-    g.add_argument("--load-size", type=int, default=d.load_size)
-    g.add_argument("--crop-size", type=int, default=d.crop_size)
+    g.add_argument("--load-size", type=int, help="resize before cropping (default 286)")
+    g.add_argument("--crop-size", type=int,
+                   help="training crop (default 256; srgan: 96, the high-resolution crop)")
     g.add_argument("--no-flip", action="store_true", help="no random horizontal flip")
     g.add_argument("--workers", type=int, default=d.workers, help="data loader processes")
     g = p.add_argument_group("networks")
     g.add_argument("--generator", help="resnet_9blocks|resnet_6blocks|unet_256|unet_128|unet "
                    "(default: resnet_9blocks for cyclegan, unet_256 for pix2pix)")
-    g.add_argument("--discriminator", default=d.discriminator, help="patchgan|pixelgan")
+    g.add_argument("--discriminator",
+                   help="patchgan|pixelgan|srgan (default: patchgan; srgan for --task srgan)")
     g.add_argument("--ngf", type=int, default=d.ngf)
     g.add_argument("--ndf", type=int, default=d.ndf)
     g.add_argument("--n-layers-d", type=int, default=d.n_layers_d)
@@ -76,8 +78,10 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--lambda-identity", type=float, default=d.lambda_identity)
     g.add_argument("--pool-size", type=int, help="fake image pool (default 50 cyclegan, 0 pix2pix)")
     g.add_argument("--lambda-l1", type=float, default=d.lambda_l1, help="pix2pix L1 weight")
-    g.add_argument("--lambda-perceptual", type=float, default=d.lambda_perceptual,
-                   help="weight of the VGG19 perceptual loss (0 = off)")
+    g.add_argument("--lambda-perceptual", type=float,
+                   help="weight of the VGG19 perceptual loss (default 0; 1 for srgan --phase gan)")
+    g.add_argument("--lambda-pixel", type=float,
+                   help="pixel loss weight in srgan --phase gan (default 0, as published)")
     g.add_argument("--vgg-weights", help="VGG19 weights file (default: the torch hub cache)")
     g = p.add_argument_group("super-resolution (--task srgan)")
     g.add_argument("--scale", type=int, default=d.scale, choices=[2, 4, 8])

@@ -23,19 +23,19 @@ class TrainConfig:
     epochs: int | None = None
     epochs_decay: int | None = None
     batch_size: int = 1
-    lr: float = 2e-4
-    beta1: float = 0.5
+    lr: float | None = None
+    beta1: float | None = None
     beta2: float = 0.999
     # data
     direction: str = "AtoB"
     preprocess: str = "resize_and_crop"
-    load_size: int = 286
-    crop_size: int = 256
+    load_size: int | None = None
+    crop_size: int | None = None
     no_flip: bool = False
     workers: int = 2
     # networks (None = the task's published default, filled in by Task.apply_defaults)
     generator: str | None = None
-    discriminator: str = "patchgan"
+    discriminator: str | None = None
     ngf: int = 64
     ndf: int = 64
     n_layers_d: int = 3
@@ -60,7 +60,8 @@ class TrainConfig:
     lambda_adv: float = 1e-3
     ema_decay: float = 0.999
     degrade: list[str] = field(default_factory=list)
-    lambda_perceptual: float = 0.0
+    lambda_perceptual: float | None = None
+    lambda_pixel: float | None = None
     vgg_weights: str | None = None
     # runtime
     seed: int = 0

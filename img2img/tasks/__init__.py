@@ -8,6 +8,7 @@ import importlib
 TASKS: dict[str, str] = {
     "cyclegan": "img2img.tasks.cyclegan:CycleGANTask",
     "pix2pix": "img2img.tasks.pix2pix:Pix2PixTask",
+    "srgan": "img2img.tasks.srgan:SRGANTask",
 }
 
 

@@ -29,9 +29,13 @@ class Task:
     @classmethod
     def apply_defaults(cls, cfg: TrainConfig) -> TrainConfig:
         """Fill the fields the user did not set with this method's published defaults."""
+        defaulted = set()
         for key, value in cls.defaults.items():
             if getattr(cfg, key) is None:
                 setattr(cfg, key, value)
+                defaulted.add(key)
+        if "load_size" in defaulted and cfg.crop_size and cfg.load_size < cfg.crop_size:
+            cfg.load_size = cfg.crop_size * 286 // 256  # keep the published load/crop ratio
         return cfg
 
     def __init__(self, cfg: TrainConfig, device: torch.device) -> None:

@@ -30,7 +30,9 @@ class CycleGANTask(Task):
 
     name = "cyclegan"
     defaults = {"generator": "resnet_9blocks", "norm": "instance", "dropout": False,
-                "gan_mode": "lsgan", "pool_size": 50}
+                "gan_mode": "lsgan", "pool_size": 50,
+                "lr": 2e-4, "beta1": 0.5, "load_size": 286, "crop_size": 256,
+                "discriminator": "patchgan", "lambda_perceptual": 0.0}
 
     def __init__(self, cfg: TrainConfig, device: torch.device) -> None:
         super().__init__(cfg, device)

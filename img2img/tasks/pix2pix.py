@@ -28,7 +28,9 @@ class Pix2PixTask(Task):
 
     name = "pix2pix"
     defaults = {"generator": "unet_256", "norm": "batch", "dropout": True,
-                "gan_mode": "vanilla", "pool_size": 0}
+                "gan_mode": "vanilla", "pool_size": 0,
+                "lr": 2e-4, "beta1": 0.5, "load_size": 286, "crop_size": 256,
+                "discriminator": "patchgan", "lambda_perceptual": 0.0}
 
     def __init__(self, cfg: TrainConfig, device: torch.device) -> None:
         super().__init__(cfg, device)

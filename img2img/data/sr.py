@@ -1,0 +1,130 @@
+"""Super-resolution training data: high-resolution crops and their low-resolution inputs.
+
+Two sources:
+
+- any folder of high-resolution images (searched recursively): a random HR crop of
+  ``crop_size`` (a multiple of ``scale``) is taken and the LR input is made on the fly by
+  MATLAB-compatible bicubic downscaling (``data.resize.downscale``);
+- pre-made pairs ``ROOT/HR`` + ``ROOT/LR_x{scale}`` matched by relative path without
+  suffix (``datasets/make_sr_pairs.py`` writes them): aligned random crops of both.
+
+Random flips and 90-degree rotations follow; optional degradations of the LR input
+(``blur``, ``noise``, ``jpeg``) use albumentations. Items are a pure function of the
+global sample counter, as in the other datasets, so ``--resume`` is exact.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import albumentations as A
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from img2img.data.convert import to_tensor
+from img2img.data.io import read_image
+from img2img.data.paired import match_folders
+from img2img.data.resize import downscale
+from img2img.data.scan import list_images
+from img2img.data.transforms import as_channels
+
+DEGRADATIONS = ("blur", "noise", "jpeg")
+
+
+def build_degradation(names: list[str]) -> A.Compose | None:
+    """Random LR degradations (each applied with probability 0.5), or None."""
+    unknown = sorted(set(names) - set(DEGRADATIONS))
+    if unknown:
+        raise ValueError(f"unknown degradation(s) {unknown}; choose from {DEGRADATIONS}")
+    ops: list[A.BasicTransform] = []
+    if "blur" in names:
+        ops.append(A.GaussianBlur(blur_limit=(3, 5), sigma_limit=(0.2, 1.2), p=0.5))
+    if "noise" in names:
+        ops.append(A.GaussNoise(std_range=(0.005, 0.03), p=0.5))
+    if "jpeg" in names:
+        ops.append(A.ImageCompression(quality_range=(60, 95), p=0.5))
+    return A.Compose(ops) if ops else None
+
+
+def _augment(rng: np.random.Generator, *imgs: np.ndarray) -> list[np.ndarray]:
+    """The same random flip / transpose for every image (dihedral group without 180s)."""
+    flip, transpose = rng.random() < 0.5, rng.random() < 0.5
+    out = []
+    for img in imgs:
+        if flip:
+            img = img[:, ::-1]
+        if transpose:
+            img = img.transpose(1, 0, 2)
+        out.append(np.ascontiguousarray(img))
+    return out
+
+
+class SRDataset(Dataset):
+    """Yields ``{"A": LR, "B": HR, "A_path", "B_path"}`` tensors in [-1, 1]."""
+
+    def __init__(self, root: str | Path, scale: int = 4, crop_size: int = 96,
+                 degrade: list[str] | None = None, augment: bool = True,
+                 channels: int = 3, seed: int = 0) -> None:
+        if crop_size % scale:
+            raise ValueError(f"--crop-size {crop_size} must be a multiple of --scale {scale}")
+        root = Path(root)
+        hr, lr = root / "HR", root / f"LR_x{scale}"
+        self.pairs: list[tuple[Path, Path | None]]
+        self.unmatched: list[Path] = []
+        if hr.is_dir() and lr.is_dir():
+            matched, self.unmatched = match_folders(lr, hr)
+            self.pairs = [(h, low) for low, h in matched]
+        elif root.is_dir():
+            self.pairs = [(p, None) for p in list_images(root)]
+        else:
+            raise FileNotFoundError(f"{root}: folder not found")
+        if not self.pairs:
+            raise ValueError(f"{root}: no images found")
+        self.scale, self.crop_size, self.channels, self.seed = scale, crop_size, channels, seed
+        self.augment = augment
+        self.degrade = build_degradation(degrade or [])
+        self._order: tuple[int, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def _crops(self, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        hr_path, lr_path = self.pairs[k]
+        s, c = self.scale, self.crop_size
+        hr = as_channels(read_image(hr_path), self.channels)
+        if lr_path is None:
+            h, w = hr.shape[:2]
+            if min(h, w) < c:
+                raise ValueError(f"{hr_path}: {w}x{h} is smaller than the crop size {c}")
+            y, x = int(rng.integers(h - c + 1)), int(rng.integers(w - c + 1))
+            hr_crop = hr[y : y + c, x : x + c]
+            return downscale(hr_crop, s), hr_crop
+        lr = as_channels(read_image(lr_path), self.channels)
+        (lh, lw), (hh, hw) = lr.shape[:2], hr.shape[:2]
+        if not (0 <= hh - lh * s < s and 0 <= hw - lw * s < s):
+            raise ValueError(f"{lr_path} ({lw}x{lh}) is not 1/{s} of {hr_path} "
+                             f"({hr.shape[1]}x{hr.shape[0]})")
+        cl = c // s
+        if min(lh, lw) < cl:
+            raise ValueError(f"{lr_path}: {lw}x{lh} is smaller than the LR crop {cl}")
+        y, x = int(rng.integers(lh - cl + 1)), int(rng.integers(lw - cl + 1))
+        return lr[y : y + cl, x : x + cl], hr[y * s : (y + cl) * s, x * s : (x + cl) * s]
+
+    def __getitem__(self, k: int) -> dict[str, torch.Tensor | str]:
+        epoch, pos = divmod(int(k), len(self))
+        if self._order is None or self._order[0] != epoch:
+            self._order = (epoch, np.random.default_rng([self.seed, epoch, 0xE]).permutation(
+                len(self)))
+        idx = int(self._order[1][pos])
+        rng = np.random.default_rng([self.seed, int(k), 0xF])
+        lr, hr = self._crops(idx, rng)
+        if self.augment:
+            lr, hr = _augment(rng, lr, hr)
+        if self.degrade is not None and lr.dtype == np.uint8:
+            self.degrade.set_random_seed(int(rng.integers(2**31 - 1)))
+            lr = self.degrade(image=lr)["image"]
+            lr = lr[:, :, None] if lr.ndim == 2 else lr
+        hr_path, lr_path = self.pairs[idx]
+        return {"A": to_tensor(lr), "B": to_tensor(hr), "A_path": str(lr_path or hr_path),
+                "B_path": str(hr_path)}

@@ -17,6 +17,9 @@ from img2img.config import TrainConfig, TranslateConfig
 log = logging.getLogger("img2img")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# Same values as inference.tiling.DEFAULT_OVERLAP and inference.geotiff.EXTRA_BANDS (kept
+# here so that building the parser does not import torch; a test checks they agree).
+DEFAULT_OVERLAP, EXTRA_BANDS = 32, ("bicubic", "drop")
 
 
 def _common(p: argparse.ArgumentParser, batch_size: int) -> None:
@@ -87,6 +90,9 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--scale", type=int, default=d.scale, choices=[2, 4, 8])
     g.add_argument("--phase", default=d.phase, choices=["psnr", "gan"],
                    help="psnr: pixel-loss pre-training; gan: perceptual + adversarial")
+    g.add_argument("--sr-residual", action="store_true",
+                   help="learn the residual over bicubic upsampling (faster convergence)")
+    g.add_argument("--n-blocks", type=int, default=d.n_blocks, help="SRResNet residual blocks")
     g.add_argument("--init-from", help="generator .safetensors to start from (phase gan)")
     g.add_argument("--pixel-loss", default=d.pixel_loss, choices=["mse", "l1"])
     g.add_argument("--lambda-adv", type=float, default=d.lambda_adv)
@@ -116,8 +122,71 @@ def translate_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="redo outputs that exist")
     p.add_argument("--dropout-at-test", action="store_true",
                    help="keep dropout active (noisy outputs, as in the pix2pix paper)")
+    t = p.add_argument_group(
+        "large images",
+        "Tiles overlap and are cross-faded, and each tile row is assembled and written before "
+        "the next, so memory follows the tile size, not the image size. Tiled output equals "
+        "untiled output when the network's receptive-field radius is at most overlap/2 "
+        "(not for instance-norm models, which normalise every tile on its own). Large "
+        "images run one at a time, never batched with others.")
+    t.add_argument("--tile", type=_positive_int, metavar="N",
+                   help="always tile, N input pixels per tile (default: tile only images "
+                        "larger than --max-pixels)")
+    t.add_argument("--tile-overlap", type=_non_negative_int, default=DEFAULT_OVERLAP,
+                   metavar="M", help="input pixels of context on each side of a tile; "
+                                     f"seams are blended over M pixels (default {DEFAULT_OVERLAP})")
+    t.add_argument("--max-pixels", type=_positive_int, metavar="P",
+                   help="tile images with more than P input pixels, with tiles of half the "
+                        "side of a P-pixel square (32-512); default 2048*2048 divided by the "
+                        "model's scale squared (2048x2048 for translation, 512x512 for x4 SR)")
+    g = p.add_argument_group(
+        "GeoTIFF (needs pip install 'img2img[geo]')",
+        "TIFFs with georeferencing are read and written by windows with rasterio; the output "
+        "keeps CRS, nodata, band count and descriptions and dtype, with the pixel size divided "
+        "by the model's scale (same bounds). Other TIFFs are ordinary images.")
+    g.add_argument("--bands", type=_band_list, metavar="1,2,3",
+                   help="1-based bands fed to the model (default: the first 3, or 1 for a "
+                        "1-channel model); outputs go back to the same band positions")
+    g.add_argument("--extra-bands", choices=EXTRA_BANDS, default="bicubic",
+                   help="other bands (e.g. near-infrared): upscaled bicubic (default) or drop")
+    g.add_argument("--data-range", type=_positive_float, metavar="R",
+                   help="sample value mapped to white, e.g. 4095 for 12-bit data in uint16 "
+                        "(default: the dtype maximum, 255 or 65535; never guessed from pixels); "
+                        "larger samples are clipped, outputs lie in [0, R]")
     _common(p, TranslateConfig().batch_size)
     return p
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _band_list(text: str) -> tuple[int, ...]:
+    try:
+        bands = tuple(int(b) for b in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 1-based band numbers like 1,2,3, "
+                                         f"got {text!r}") from None
+    if min(bands) < 1 or len(set(bands)) != len(bands):
+        raise argparse.ArgumentTypeError(f"expected distinct 1-based band numbers, got {text!r}")
+    return bands
 
 
 def _to_config(cls: type, ns: argparse.Namespace) -> object:
@@ -159,17 +228,23 @@ def translate_main(argv: Sequence[str] | None = None) -> int:
 
     from img2img.checkpoint import CheckpointError
     from img2img.inference.folder import UsageError, plan, translate_jobs
+    from img2img.inference.geotiff import GeoOptions
+    from img2img.inference.tiling import TileOptions
     from img2img.inference.translator import Translator
 
     try:
+        tiling = TileOptions(ns.tile, ns.tile_overlap, ns.max_pixels)
+        geo = GeoOptions(ns.bands, ns.extra_bands, ns.data_range)
         jobs, skipped = plan(ns.input, ns.output, ns.ext, ns.overwrite)
         translator = Translator.from_checkpoint(ns.checkpoint, ns.device, ns.precision,
                                                 ns.dropout_at_test)
+        geo.check_model(translator.meta.in_channels)
     except (UsageError, CheckpointError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     with tqdm(total=len(jobs), disable=ns.quiet, unit="img", dynamic_ncols=True) as bar:
-        report = translate_jobs(translator, jobs, ns.batch_size, progress=bar.update)
+        report = translate_jobs(translator, jobs, ns.batch_size, progress=bar.update,
+                                tiling=tiling, geo=geo)
     report.skipped.extend(skipped)
     for src, reason in report.failed:
         print(f"failed: {src}: {reason}", file=sys.stderr)

@@ -54,6 +54,8 @@ class TrainConfig:
     lambda_l1: float = 100.0
     # super-resolution
     scale: int = 4
+    sr_residual: bool = False
+    n_blocks: int = 16
     phase: str = "psnr"
     init_from: str | None = None
     pixel_loss: str = "mse"

@@ -115,7 +115,7 @@ def test_psnr_then_gan_phase_exports_ema(sr_data: Path, tmp_path: Path) -> None:
 def test_sr_model_beats_bicubic(sr_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "learn"
     train(sr_cfg(sr_data / "train", out, steps=400, decay_steps=100, pixel_loss="l1",
-                 norm="none"))
+                 norm="none", sr_residual=True, n_blocks=4, lr=2e-3))
     t = Translator.from_checkpoint(out / "G.safetensors", device="cpu")
     err_model, err_bicubic = [], []
     for seed in range(100, 104):  # held-back images
@@ -123,7 +123,7 @@ def test_sr_model_beats_bicubic(sr_data: Path, tmp_path: Path) -> None:
         lr = downscale(hr.astype(np.uint8), 2)
         err_model.append(np.abs(t(lr).astype(np.float64) - hr).mean())
         err_bicubic.append(np.abs(bicubic_resize(lr, 48, 48).astype(np.float64) - hr).mean())
-    assert np.mean(err_model) < np.mean(err_bicubic), (err_model, err_bicubic)
+    assert np.mean(err_model) < 0.95 * np.mean(err_bicubic), (err_model, err_bicubic)
 
 
 def test_make_sr_pairs_script(tmp_path: Path) -> None:

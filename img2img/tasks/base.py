@@ -78,6 +78,24 @@ class Task:
         self.nets[key] = net.to(self.device)
         return self.nets[key]
 
+    def image_generator_kwargs(self) -> dict[str, Any]:
+        """Generator arguments for the image-to-image (ResNet / U-Net) architectures."""
+        c = self.cfg
+        kwargs: dict[str, Any] = {"ngf": c.ngf, "norm": c.norm, "dropout": c.dropout}
+        if c.generator.startswith("resnet"):
+            kwargs["upsample"] = c.upsample
+        if c.generator == "unet":
+            kwargs["num_downs"] = c.num_downs
+        return kwargs
+
+    def patch_discriminator_kwargs(self, in_channels: int = 3) -> dict[str, Any]:
+        """Discriminator arguments for PatchGAN / PixelGAN."""
+        c = self.cfg
+        kwargs: dict[str, Any] = {"in_channels": in_channels, "ndf": c.ndf, "norm": c.norm}
+        if c.discriminator == "patchgan":
+            kwargs["n_layers"] = c.n_layers_d
+        return kwargs
+
     def generator_meta(self, key: str, direction: str, **extra: Any) -> GeneratorMeta:
         """Checkpoint metadata for generator ``key``."""
         arch, kwargs = self._arch[key]

@@ -36,14 +36,10 @@ class CycleGANTask(Task):
 
     def __init__(self, cfg: TrainConfig, device: torch.device) -> None:
         super().__init__(cfg, device)
-        g_kwargs: dict[str, Any] = {"ngf": cfg.ngf, "norm": cfg.norm, "dropout": cfg.dropout}
-        if cfg.generator.startswith("resnet"):
-            g_kwargs["upsample"] = cfg.upsample
+        g_kwargs = self.image_generator_kwargs()
         self.g_a2b = self.make_generator("G_A2B", cfg.generator, **g_kwargs)
         self.g_b2a = self.make_generator("G_B2A", cfg.generator, **g_kwargs)
-        d_kwargs: dict[str, Any] = {"ndf": cfg.ndf, "norm": cfg.norm}
-        if cfg.discriminator == "patchgan":
-            d_kwargs["n_layers"] = cfg.n_layers_d
+        d_kwargs = self.patch_discriminator_kwargs()
         self.d_a = self.make_discriminator("D_A", cfg.discriminator, **d_kwargs)
         self.d_b = self.make_discriminator("D_B", cfg.discriminator, **d_kwargs)
         self.optimizers["G"] = self.adam(self.g_a2b, self.g_b2a)

@@ -34,16 +34,9 @@ class Pix2PixTask(Task):
 
     def __init__(self, cfg: TrainConfig, device: torch.device) -> None:
         super().__init__(cfg, device)
-        g_kwargs: dict[str, Any] = {"ngf": cfg.ngf, "norm": cfg.norm, "dropout": cfg.dropout}
-        if cfg.generator.startswith("resnet"):
-            g_kwargs["upsample"] = cfg.upsample
-        if cfg.generator == "unet":
-            g_kwargs["num_downs"] = cfg.num_downs
-        self.g = self.make_generator("G", cfg.generator, **g_kwargs)
-        d_kwargs: dict[str, Any] = {"in_channels": 6, "ndf": cfg.ndf, "norm": cfg.norm}
-        if cfg.discriminator == "patchgan":
-            d_kwargs["n_layers"] = cfg.n_layers_d
-        self.d = self.make_discriminator("D", cfg.discriminator, **d_kwargs)
+        self.g = self.make_generator("G", cfg.generator, **self.image_generator_kwargs())
+        self.d = self.make_discriminator("D", cfg.discriminator,
+                                         **self.patch_discriminator_kwargs(in_channels=6))
         self.optimizers["G"] = self.adam(self.g)
         self.optimizers["D"] = self.adam(self.d)
         self.gan_loss = GANLoss(cfg.gan_mode)

@@ -41,7 +41,8 @@ class SRGANTask(Task):
         if cfg.phase not in ("psnr", "gan"):
             raise ValueError(f"--phase must be psnr or gan, not {cfg.phase!r}")
         self.g = self.make_generator("G", cfg.generator, scale=cfg.scale, channels=cfg.ngf,
-                                     norm=cfg.norm)
+                                     n_blocks=cfg.n_blocks, norm=cfg.norm,
+                                     residual=cfg.sr_residual)
         if cfg.init_from:
             self._init_from(cfg.init_from)
         self.optimizers["G"] = self.adam(self.g)

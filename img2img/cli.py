@@ -142,7 +142,7 @@ def translate_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group(
         "GeoTIFF (needs pip install 'img2img[geo]')",
         "TIFFs with georeferencing are read and written by windows with rasterio; the output "
-        "keeps CRS, nodata, band count and descriptions and dtype, with the pixel size divided "
+        "keeps CRS, nodata, band count, band descriptions and dtype, with the pixel size divided "
         "by the model's scale (same bounds). Other TIFFs are ordinary images.")
     g.add_argument("--bands", type=_band_list, metavar="1,2,3",
                    help="1-based bands fed to the model (default: the first 3, or 1 for a "

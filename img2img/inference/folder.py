@@ -7,6 +7,12 @@ input is reported with its reason while the rest are still translated.
 
 Reading/decoding and encoding/writing run in background threads so that the model
 computes while the previous batch is written and the next one is read.
+
+Large images (more input pixels than ``TileOptions.limit``, or any image with
+``TileOptions.tile``) are not batched with others: they run one at a time in overlapping
+tiles (``tiling``); a TIFF output is then written window by window through rasterio when
+it is installed. Georeferenced TIFFs go through ``geotiff`` (read and written by windows,
+georeferencing kept) and need a TIFF output.
 """
 
 from __future__ import annotations
@@ -21,6 +27,16 @@ import numpy as np
 
 from img2img.data.io import ImageReadError, read_image, write_image
 from img2img.data.scan import expand_inputs
+from img2img.inference.geotiff import (
+    TIFF_EXTENSIONS,
+    GeoOptions,
+    GeoTiffError,
+    is_georeferenced,
+    rasterio_available,
+    translate_geotiff,
+    write_tiff_tiled,
+)
+from img2img.inference.tiling import TileOptions, translate_array_tiled
 from img2img.inference.translator import Translator
 
 
@@ -96,31 +112,52 @@ def plan(input_spec: str, output: str | Path, ext: str | None = None,
     return jobs, skipped
 
 
-def _read(job: Job) -> tuple[Job, np.ndarray | None, str | None]:
+@dataclass
+class _Loaded:
+    """A read result: the decoded image, or why it failed, or a GeoTIFF left on disk."""
+
+    job: Job
+    image: np.ndarray | None = None
+    error: str | None = None
+    geo: bool = False
+
+
+def _read(job: Job) -> _Loaded:
     try:
-        return job, read_image(job.src), None
+        if is_georeferenced(job.src):
+            return _Loaded(job, geo=True)
+        return _Loaded(job, read_image(job.src))
     except ImageReadError as exc:
-        return job, None, exc.reason
-    except OSError as exc:
-        return job, None, str(exc)
+        return _Loaded(job, error=exc.reason)
+    except (GeoTiffError, OSError) as exc:
+        return _Loaded(job, error=str(exc))
 
 
-def _batches(reads: Iterator[Future], batch_size: int, report: Report,
-             progress: Callable[[int], None]) -> Iterator[list[tuple[Job, np.ndarray]]]:
-    """Group consecutive readable images of equal shape into batches."""
-    batch: list[tuple[Job, np.ndarray]] = []
+def _work(reads: Iterator[Future], batch_size: int, report: Report,
+          progress: Callable[[int], None],
+          tiled: Callable[[np.ndarray], bool]) -> Iterator[tuple[str, list[_Loaded]]]:
+    """Group consecutive readable images of equal shape into batches (``"batch"``); large
+    images (``"large"``) and GeoTIFFs (``"geo"``) come alone."""
+    batch: list[_Loaded] = []
     for fut in reads:
-        job, img, err = fut.result()
-        if img is None:
-            report.failed.append((job.src, err or "unreadable"))
+        item = fut.result()
+        if item.error is not None:
+            report.failed.append((item.job.src, item.error))
             progress(1)
             continue
-        if batch and (img.shape != batch[0][1].shape or len(batch) >= batch_size):
-            yield batch
+        if item.geo or tiled(item.image):  # type: ignore[arg-type]
+            if batch:
+                yield "batch", batch
+                batch = []
+            yield ("geo" if item.geo else "large"), [item]
+            continue
+        if batch and (item.image.shape != batch[0].image.shape  # type: ignore[union-attr]
+                      or len(batch) >= batch_size):
+            yield "batch", batch
             batch = []
-        batch.append((job, img))
+        batch.append(item)
     if batch:
-        yield batch
+        yield "batch", batch
 
 
 def _prefetch(pool: ThreadPoolExecutor, jobs: list[Job], depth: int) -> Iterator[Future]:
@@ -138,27 +175,61 @@ def _prefetch(pool: ThreadPoolExecutor, jobs: list[Job], depth: int) -> Iterator
 
 
 def translate_jobs(translator: Translator, jobs: list[Job], batch_size: int = 4,
-                   progress: Callable[[int], None] | None = None, workers: int = 2) -> Report:
+                   progress: Callable[[int], None] | None = None, workers: int = 2,
+                   tiling: TileOptions | None = None, geo: GeoOptions | None = None) -> Report:
     """Run ``jobs``; failures are collected in the report, never raised."""
     report = Report()
     progress = progress or (lambda n: None)
+    tiling = tiling or TileOptions()
+    scale = translator.meta.scale
     writes: list[tuple[Job, Future]] = []
 
     def write(job: Job, out: np.ndarray) -> None:
         write_image(job.dst, out)
 
+    def tile_for(img: np.ndarray) -> int | None:
+        return tiling.tile_for(img.shape[0], img.shape[1], scale)
+
     with ThreadPoolExecutor(workers, thread_name_prefix="read") as readers, \
             ThreadPoolExecutor(workers, thread_name_prefix="write") as writers:
         reads = _prefetch(readers, jobs, depth=max(2 * batch_size, 4))
-        for batch in _batches(reads, batch_size, report, progress):
-            try:
-                outs = translator.translate_arrays([img for _, img in batch])
-            except (ValueError, RuntimeError) as exc:
-                report.failed.extend((job.src, f"translation failed: {exc}") for job, _ in batch)
+        for kind, batch in _work(reads, batch_size, report, progress,
+                                 lambda img: tile_for(img) is not None):
+            if kind == "batch":
+                try:
+                    outs = translator.translate_arrays([item.image for item in batch])
+                except (ValueError, RuntimeError) as exc:
+                    report.failed.extend((item.job.src, f"translation failed: {exc}")
+                                         for item in batch)
+                    continue
+                for item, out in zip(batch, outs, strict=True):
+                    writes.append((item.job, writers.submit(write, item.job, out)))
+                progress(len(batch))
+                writes = _collect(writes, report, wait=False)
                 continue
-            for (job, _), out in zip(batch, outs, strict=True):
-                writes.append((job, writers.submit(write, job, out)))
-            progress(len(batch))
+            item = batch[0]
+            job = item.job
+            try:
+                if kind == "geo":
+                    if job.dst.suffix.lower() not in TIFF_EXTENSIONS:
+                        raise GeoTiffError(f"a georeferenced TIFF needs a .tif output to keep "
+                                           f"its georeferencing, not {job.dst.suffix}")
+                    translate_geotiff(translator, job.src, job.dst, geo, tiling, batch_size)
+                    report.done.append(job.dst)
+                else:
+                    img, tile = item.image, tile_for(item.image)  # type: ignore[arg-type]
+                    if job.dst.suffix.lower() in TIFF_EXTENSIONS and rasterio_available():
+                        write_tiff_tiled(translator, img, job.dst, tile, tiling.overlap,
+                                         batch_size)
+                        report.done.append(job.dst)
+                    else:
+                        out = translate_array_tiled(translator, img, tile, tiling.overlap,
+                                                    batch_size)
+                        writes.append((job, writers.submit(write, job, out)))
+            except Exception as exc:  # noqa: BLE001 - reported per file, the run goes on
+                report.failed.append((job.src, f"translation failed: {exc}"))
+            del item, batch
+            progress(1)
             writes = _collect(writes, report, wait=False)
         _collect(writes, report, wait=True)
     report.failed.sort(key=lambda x: str(x[0]))

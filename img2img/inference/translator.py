@@ -120,6 +120,14 @@ class Translator:
                 results[i] = self._finish(y[j], prepared[i][1])
         return results  # type: ignore[return-value]
 
+    def translate_tiled(self, image: np.ndarray, tile: int = 512, overlap: int = 32,
+                        batch_size: int = 4) -> np.ndarray:
+        """Like ``self(image)`` for an array, in overlapping ``tile``-pixel tiles run in
+        batches, with memory bounded by the tile size (see ``inference.tiling``)."""
+        from img2img.inference.tiling import translate_array_tiled
+
+        return translate_array_tiled(self, image, tile, overlap, batch_size)  # type: ignore
+
     def __call__(self, image: Any) -> Any:
         """Translate one image (NumPy array, PIL image or tensor), returning the same kind."""
         if isinstance(image, torch.Tensor):

@@ -13,7 +13,7 @@ from imgfactory import photo_like
 
 from img2img.checkpoint import meta_for, read_meta, save_generator
 from img2img.config import TrainConfig
-from img2img.data.io import write_image
+from img2img.data.io import read_image, write_image
 from img2img.data.paired import PairedDataset
 from img2img.engine.trainer import train
 from img2img.inference.translator import Translator
@@ -93,26 +93,29 @@ def test_paired_dataset_layouts_and_shared_crop(tmp_path: Path,
         PairedDataset(tmp_path / "nothing")
 
 
-def target_op(img: np.ndarray) -> np.ndarray:
-    """The A->B mapping of the toy paired task: inverted, half contrast."""
-    return (255 - img // 2).astype(np.uint8)
+def test_pix2pix_learns_a_make_paired_task(tmp_path: Path) -> None:
+    """A tiny dataset built by datasets/make_paired.py (blurred -> sharp); L1 clearly drops."""
+    import importlib.util
 
-
-def test_pix2pix_learns_paired_task(tmp_path: Path) -> None:
-    root = tmp_path / "data"
+    script = Path(__file__).resolve().parents[1] / "datasets" / "make_paired.py"
+    spec = importlib.util.spec_from_file_location("make_paired", script)
+    make_paired = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_paired)  # type: ignore[union-attr]
     for i in range(8):
-        photo = photo_like(40, 40, seed=i)
-        write_image(root / "trainA" / f"{i}.png", photo)
-        write_image(root / "trainB" / f"{i}.png", target_op(photo))
+        write_image(tmp_path / "photos" / f"{i}.png", photo_like(40, 40, seed=i))
+    root = tmp_path / "data"
+    assert make_paired.main(["--photos", str(tmp_path / "photos"), "--op", "downscale",
+                             "--out", str(root), "--test-fraction", "0.25", "--quiet"]) == 0
     out = tmp_path / "run"
     train(TrainConfig(task="pix2pix", data=str(root), out=str(out), steps=150, batch_size=4,
                       generator="unet", num_downs=5, ngf=8, ndf=8, load_size=36, crop_size=32,
                       workers=0, device="cpu", quiet=True, sample_every=0, save_every=0,
                       lr=1e-3, log_every=1))
     l1 = [json.loads(line)["G_L1"] for line in (out / "losses.jsonl").read_text().splitlines()]
-    assert np.mean(l1[-10:]) < 0.5 * np.mean(l1[:10]), (l1[:10], l1[-10:])
+    assert np.mean(l1[-10:]) < 0.3 * np.mean(l1[:10]), (l1[:10], l1[-10:])
     t = Translator.from_checkpoint(out / "G_A2B.safetensors", device="cpu")
-    test = photo_like(48, 40, seed=99)
-    err = np.abs(t(test).astype(float) - target_op(test)).mean()
-    base = np.abs(test.astype(float) - target_op(test)).mean()
-    assert err < 0.5 * base, (err, base)
+    errors = []
+    for a_path in sorted((root / "testA").iterdir()):
+        target = read_image(root / "testB" / a_path.name).astype(float)
+        errors.append(np.abs(t(read_image(a_path)).astype(float) - target).mean())
+    assert np.mean(errors) < 15, errors  # held-out photos: near the originals (untrained: ~60)

@@ -47,6 +47,7 @@ from img2img.inference.translator import Translator
 log = logging.getLogger("img2img")
 
 DEFAULT_OVERLAP = 32
+WRITE_ROWS = 256  # finished output rows are handed to the writer in chunks of at most this
 DEFAULT_MAX_OUTPUT_PIXELS = 2048 * 2048
 """Images whose *output* would exceed this many pixels are tiled automatically, i.e. more
 than 2048x2048 input pixels for a translation model and more than 512x512 for an x4 model."""
@@ -226,43 +227,43 @@ class TileStats:
 
     tiles: int = 0
     batches: int = 0
-    peak_rows: int = 0  # most output rows the float accumulator held at once
+    peak_rows: int = 0  # output rows the float accumulator holds (allocated once)
     acc_width: int = 0
 
 
 class _BandAccumulator:
-    """Float sums of value * weight and of the row weights, for output rows
-    ``[top, top + rows)`` only."""
+    """Float sums of value * weight and of the row weights for output rows
+    ``[top, top + capacity)`` only, in one buffer allocated once."""
 
-    def __init__(self, channels: int, width: int, stats: TileStats) -> None:
-        self.acc = np.zeros((channels, 0, width), np.float32)
-        self.row_weight = np.zeros(0, np.float32)
+    def __init__(self, channels: int, capacity: int, width: int, stats: TileStats) -> None:
+        self.acc = np.zeros((channels, capacity, width), np.float32)
+        self.row_weight = np.zeros(capacity, np.float32)
         self.top = 0
-        self.stats = stats
-        stats.acc_width = width
-
-    def grow(self, bottom: int) -> None:
-        extra = bottom - self.top - self.acc.shape[1]
-        if extra > 0:
-            c, _, w = self.acc.shape
-            self.acc = np.concatenate([self.acc, np.zeros((c, extra, w), np.float32)], axis=1)
-            self.row_weight = np.concatenate([self.row_weight, np.zeros(extra, np.float32)])
-            self.stats.peak_rows = max(self.stats.peak_rows, self.acc.shape[1])
+        self.used = 0  # rows [top, top + used) may hold contributions
+        stats.peak_rows, stats.acc_width = capacity, width
 
     def add_rows(self, y0: int, weights: np.ndarray) -> None:
         self.row_weight[y0 - self.top : y0 - self.top + len(weights)] += weights
+        self.used = max(self.used, y0 - self.top + len(weights))
 
     def add(self, y0: int, x0: int, values: np.ndarray) -> None:
         h, w = values.shape[1:]
         self.acc[:, y0 - self.top : y0 - self.top + h, x0 : x0 + w] += values
 
-    def pop(self, bottom: int) -> tuple[np.ndarray, np.ndarray]:
-        """Remove and return rows ``[top, bottom)`` and their row weights."""
+    def finish(self, bottom: int, writer: BandWriter, col_weight: np.ndarray) -> None:
+        """Normalise rows ``[top, bottom)``, hand them to ``writer`` and drop them."""
         n = bottom - self.top
-        band, self.acc = self.acc[:, :n], self.acc[:, n:].copy()
-        weight, self.row_weight = self.row_weight[:n], self.row_weight[n:].copy()
-        self.top = bottom
-        return band, weight
+        for j in range(0, n, WRITE_ROWS):  # chunks keep the writer's copies small
+            k = min(n, j + WRITE_ROWS)
+            part = self.acc[:, j:k]
+            part /= np.maximum(self.row_weight[j:k, None] * col_weight[None, :], 1e-12)
+            writer.write(self.top + j, part)
+        keep = max(0, self.used - n)  # rows already receiving the next tile row's share
+        self.acc[:, :keep] = self.acc[:, n : n + keep]
+        self.acc[:, keep:] = 0
+        self.row_weight[:keep] = self.row_weight[n : n + keep]
+        self.row_weight[keep:] = 0
+        self.top, self.used = bottom, keep
 
 
 def _uses_global_norm(model: nn.Module) -> bool:
@@ -301,9 +302,9 @@ def translate_large(translator: Translator, reader: WindowReader, writer: BandWr
     for c in cols:
         col_sum[c.lo : c.hi] += c.weights
     stats = TileStats()
-    acc = _BandAccumulator(meta.out_channels, out_w, stats)
+    # Rows [r.lo, r.hi) of a tile row; the previous one's finished rows end at r.lo.
+    acc = _BandAccumulator(meta.out_channels, max(r.hi - r.lo for r in rows), out_w, stats)
     for i, r in enumerate(rows):
-        acc.grow(r.hi)
         acc.add_rows(r.lo, r.weights)
         k = 0
         while k < len(cols):  # batches of equal-shaped windows
@@ -323,10 +324,7 @@ def translate_large(translator: Translator, reader: WindowReader, writer: BandWr
                 acc.add(r.lo, c.lo, part * (r.weights[:, None] * c.weights[None, :]))
             if progress is not None:
                 progress(n)
-        top = acc.top
-        band, row_weight = acc.pop(rows[i + 1].lo if i + 1 < len(rows) else reader.height * s)
-        band /= np.maximum(row_weight[:, None] * col_sum[None, :], 1e-12)[None]
-        writer.write(top, band)
+        acc.finish(rows[i + 1].lo if i + 1 < len(rows) else reader.height * s, writer, col_sum)
     return stats
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
@@ -172,10 +171,10 @@ class Trainer:
                 for sched in self.schedulers.values():
                     sched.step()
                 self.step += 1
-                if not all(math.isfinite(v) for v in losses.values()):
-                    log.warning("step %d: non-finite loss %s", self.step, losses)
                 if self.step % cfg.log_every == 0 or self.step == end:
-                    logs.write(self.step, {"lr": lr, **losses})
+                    skipped = self.task.skipped_steps
+                    logs.write(self.step, {"lr": lr, **losses, **(
+                        {"skipped_steps": skipped} if skipped else {})})
                 bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
                 bar.update(1)
                 if cfg.sample_every and self.step % cfg.sample_every == 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
@@ -12,6 +13,8 @@ from img2img.checkpoint import GeneratorMeta, meta_for
 from img2img.config import TrainConfig
 from img2img.nn import build_discriminator, build_generator, init_weights
 from img2img.runtime import autocast
+
+log = logging.getLogger(__name__)
 
 
 class Task:
@@ -44,6 +47,8 @@ class Task:
         self.nets: dict[str, nn.Module] = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self._arch: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._scalers: dict[str, torch.amp.GradScaler] = {}
+        self.skipped_steps = 0
 
     # --- to implement -------------------------------------------------------------------
     def build_dataset(self) -> Dataset:
@@ -106,6 +111,29 @@ class Task:
         params = [p for net in nets for p in net.parameters()]
         return torch.optim.Adam(params, lr=self.cfg.lr, betas=(self.cfg.beta1, self.cfg.beta2))
 
+    def optimize(self, name: str, loss: torch.Tensor) -> bool:
+        """Backward ``loss`` and step optimiser ``name``; skip (and say so) if not finite.
+
+        With ``--precision fp16`` (CUDA) the loss is scaled by a per-optimiser GradScaler.
+        A NaN/inf loss leaves the weights untouched instead of corrupting the run.
+        """
+        opt = self.optimizers[name]
+        if not bool(torch.isfinite(loss.detach())):
+            opt.zero_grad(set_to_none=True)
+            self.skipped_steps += 1
+            log.warning("non-finite %s loss (%s): step skipped (%d so far)", name,
+                        float(loss.detach()), self.skipped_steps)
+            return False
+        if self.cfg.precision != "fp16":
+            loss.backward()
+            opt.step()
+            return True
+        scaler = self._scalers.setdefault(name, torch.amp.GradScaler(self.device.type))
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        return True
+
     def autocast(self):  # noqa: ANN201 - context manager
         """Autocast context for the configured precision."""
         return autocast(self.device, self.cfg.precision)
@@ -138,6 +166,7 @@ class Task:
         return {
             "nets": {k: v.state_dict() for k, v in self.nets.items()},
             "optimizers": {k: v.state_dict() for k, v in self.optimizers.items()},
+            "scalers": {k: v.state_dict() for k, v in self._scalers.items()},
             "extra": self.extra_state(),
         }
 
@@ -147,4 +176,6 @@ class Task:
             net.load_state_dict(state["nets"][k])
         for k, opt in self.optimizers.items():
             opt.load_state_dict(state["optimizers"][k])
+        for k, sd in state.get("scalers", {}).items():
+            self._scalers.setdefault(k, torch.amp.GradScaler(self.device.type)).load_state_dict(sd)
         self.load_extra_state(state.get("extra", {}))

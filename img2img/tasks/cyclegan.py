@@ -80,8 +80,7 @@ class CycleGANTask(Task):
         self.optimizers["G"].zero_grad(set_to_none=True)
         with self.autocast():
             loss_g, parts = self._generator_losses(real_a, real_b)
-        loss_g.backward()
-        self.optimizers["G"].step()
+        self.optimize("G", loss_g)
         # discriminator step on pooled fakes, each loss halved
         self.set_requires_grad(discriminators, True)
         self.optimizers["D"].zero_grad(set_to_none=True)
@@ -92,8 +91,7 @@ class CycleGANTask(Task):
             loss_db, _ = discriminator_loss(self.gan_loss, self.d_b, real_b,
                                             self.pool_b.query(fake_b))
             loss_d = 0.5 * (loss_da + loss_db)
-        loss_d.backward()
-        self.optimizers["D"].step()
+        self.optimize("D", loss_d)
         out = {k: float(v.detach()) for k, v in parts.items()}
         out.update(D_A=0.5 * float(loss_da.detach()), D_B=0.5 * float(loss_db.detach()))
         return out

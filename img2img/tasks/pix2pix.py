@@ -63,8 +63,7 @@ class Pix2PixTask(Task):
             loss_fake = self.gan_loss(self.d(torch.cat([real_a, fake_b.detach()], 1)), False)
             loss_real = self.gan_loss(self.d(torch.cat([real_a, real_b], 1)), True)
             loss_d = 0.5 * (loss_fake + loss_real)
-        loss_d.backward()
-        self.optimizers["D"].step()
+        self.optimize("D", loss_d)
         # generator step (discriminator frozen)
         self.set_requires_grad([self.d], False)
         self.optimizers["G"].zero_grad(set_to_none=True)
@@ -77,8 +76,7 @@ class Pix2PixTask(Task):
             if self.perceptual is not None:
                 parts["G_perc"] = self.perceptual(fake_b, real_b) * c.lambda_perceptual
             loss_g = sum(parts.values())
-        loss_g.backward()
-        self.optimizers["G"].step()
+        self.optimize("G", loss_g)
         out = {k: float(v.detach()) for k, v in parts.items()}
         out.update(D_real=float(loss_real.detach()), D_fake=float(loss_fake.detach()))
         return out

@@ -96,8 +96,7 @@ class SRGANTask(Task):
             self.optimizers["G"].zero_grad(set_to_none=True)
             with self.autocast():
                 loss = self.pixel(self.g(lr).float(), hr)
-            loss.backward()
-            self.optimizers["G"].step()
+            self.optimize("G", loss)
             return {"pixel": float(loss.detach())}
         with self.autocast():
             sr = self.g(lr)
@@ -108,8 +107,7 @@ class SRGANTask(Task):
             loss_real = self.gan_loss(self.d(hr), True)
             loss_fake = self.gan_loss(self.d(sr.detach()), False)
             loss_d = loss_real + loss_fake
-        loss_d.backward()
-        self.optimizers["D"].step()
+        self.optimize("D", loss_d)
         # generator step
         self.set_requires_grad([self.d], False)
         self.optimizers["G"].zero_grad(set_to_none=True)
@@ -121,8 +119,7 @@ class SRGANTask(Task):
             if c.lambda_pixel:
                 parts["pixel"] = c.lambda_pixel * self.pixel(sr.float(), hr)
             loss_g = sum(parts.values())
-        loss_g.backward()
-        self.optimizers["G"].step()
+        self.optimize("G", loss_g)
         self._update_ema()
         out = {k: float(v.detach()) for k, v in parts.items()}
         out.update(D_real=float(loss_real.detach()), D_fake=float(loss_fake.detach()))

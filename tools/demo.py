@@ -7,7 +7,10 @@
    place is seen in both domains (unpaired).
 2. Trains a small CycleGAN on the CPU for a few minutes.
 3. Translates the held-out RGB photo of 2020 at full size with ``G_A2B``.
-4. Writes ``index.html``: each input beside its translation and the real CIR picture.
+4. Upscales the 2020 photo x4 with the bundled super-resolution model
+   (``models/sr_x4_naip.safetensors``) and, for comparison, with bicubic interpolation.
+5. Writes ``index.html``: each input beside its translation and the real CIR picture, and
+   the bicubic and model upscalings.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from img2img.cli import train_main, translate_main  # noqa: E402
 from img2img.data.io import read_image, write_image  # noqa: E402
 
 SAMPLES = ROOT / "samples" / "naip"
+SR_MODEL = ROOT / "models" / "sr_x4_naip.safetensors"
+MARKER = ".img2img-demo"  # only folders holding this file are ever deleted by the demo
 TRAIN_YEARS = ("2009", "2012", "2015", "2018")
 TEST_YEARS = ("2020",)
 
@@ -53,8 +58,23 @@ def build_dataset(root: Path, tile: int) -> None:
         shutil.copy(SAMPLES / f"naip_{year}_rgb.jpg", root / "testA")
 
 
-def write_page(out: Path, inputs: Path, outputs: Path) -> Path:
-    """An HTML page with input | translation | real CIR for each test image."""
+def upscale(out: Path, src: Path, device: str) -> list[Path]:
+    """x4 with the bundled model (tiled) and with bicubic; returns [bicubic, model] paths."""
+    from img2img.data.resize import bicubic_resize
+
+    img = read_image(src)
+    bicubic = out / "sr" / f"{src.stem}_bicubic_x4.png"
+    write_image(bicubic, bicubic_resize(img, img.shape[1] * 4, img.shape[0] * 4))
+    rc = translate_main(["--checkpoint", str(SR_MODEL), "--input", str(src), "--output",
+                         str(out / "sr" / "model"), "--ext", "png", "--tile", "128",
+                         "--device", device, "--quiet"])
+    if rc:
+        raise RuntimeError(f"upscaling {src} failed (exit code {rc})")
+    return [bicubic, out / "sr" / "model" / f"{src.stem}.png"]
+
+
+def write_page(out: Path, inputs: Path, outputs: Path, upscaled: list[Path]) -> Path:
+    """An HTML page with input | translation | real CIR, then bicubic | model x4."""
     rows = []
     for src in sorted(inputs.iterdir()):
         real = SAMPLES / src.name.replace("_rgb", "_cir")
@@ -75,6 +95,11 @@ def write_page(out: Path, inputs: Path, outputs: Path) -> Path:
         "<table><tr><th>input (RGB)</th><th>translated by G_A2B</th>"
         "<th>real colour-infrared (not seen in training)</th></tr>" + "".join(rows) +
         "</table>"
+        "<h1>Super-resolution &times;4 of the same photo</h1>"
+        "<p>Left: bicubic. Right: the bundled SRResNet model (models/sr_x4_naip.safetensors), "
+        "tiled. Open each image on its own to compare details.</p><table><tr>" + "".join(
+            f'<td><img src="{html.escape(str(p.relative_to(out)))}" width="640"></td>'
+            for p in upscaled) + "</tr></table>"
     )
     return page
 
@@ -87,8 +112,13 @@ def main() -> int:
     p.add_argument("--device", default="auto")
     args = p.parse_args()
     out = Path(args.out).resolve()
-    if out.exists():
+    if (out / MARKER).exists():
         shutil.rmtree(out)
+    elif out.exists() and any(out.iterdir()):
+        print(f"error: {out} is not empty and is not an earlier demo folder", file=sys.stderr)
+        return 2
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).touch()
     data = out / "data"
     build_dataset(data, args.tile)
     print(f"dataset: {data} ({len(list((data / 'trainA').iterdir()))} RGB tiles, "
@@ -110,7 +140,8 @@ def main() -> int:
                          "--device", args.device, "--quiet"])
     if rc:
         return rc
-    page = write_page(out, data / "testA", out / "translated")
+    upscaled = upscale(out, data / "testA" / f"naip_{TEST_YEARS[0]}_rgb.jpg", args.device)
+    page = write_page(out, data / "testA", out / "translated", upscaled)
     print(f"demo page: {page}")
     return 0
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -30,12 +29,8 @@ DESCRIPTIONS = ("red", "green", "blue", "near-infrared")
 TRANSFORM = Affine(10.0, 0.0, 600000.0, 0.0, -10.0, 4200000.0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+# One torch thread: these tests run many tiny forwards, where threads only add overhead.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import math
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -39,12 +38,8 @@ SR_KWARGS = {"scale": 4, "channels": 16, "n_blocks": 2}
 RESNET_KWARGS = {"ngf": 8, "n_blocks": 1, "norm": "none"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+# One torch thread: these tests run many tiny forwards, where threads only add overhead.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _randomise_batch_norm(net: torch.nn.Module) -> torch.nn.Module:

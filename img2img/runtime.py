@@ -16,12 +16,15 @@ def resolve_device(name: str = "auto") -> torch.device:
     """Map ``auto|cpu|cuda[:N]|mps`` to a torch device; ``auto`` picks cuda, then mps, then cpu."""
     if name == "auto":
         if torch.cuda.is_available():
+            torch.backends.cudnn.benchmark = True
             return torch.device("cuda")
         mps = getattr(torch.backends, "mps", None)
         if mps is not None and mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
     device = torch.device(name)
+    if device.type == "cuda" and torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {name}: CUDA is not available here (try --device cpu)")
     if device.type == "mps" and not torch.backends.mps.is_available():

@@ -1,0 +1,127 @@
+"""Tiled x4 super-resolution of one large image, run as the user would: ``tools/translate.py
+--tile N`` in a subprocess, timed (wall clock, process start to exit), with its peak resident
+memory.
+
+Peak memory is the child's own ``VmHWM`` (``/proc/self/status``, read at exit by a small
+runner around the script). The kernel's ``ru_maxrss`` of a child (``os.wait4``,
+``RUSAGE_CHILDREN``) is not used on Linux: it includes the parent's resident size at fork
+time (recorded when the child calls exec), so a benchmark process holding 1.4 GB would
+report >= 1.4 GB for any child. It is the fallback where ``/proc`` does not exist.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from img2img.bench.common import Row, log, photo_like
+from img2img.bench.translate import write_random_checkpoint
+from img2img.data.io import read_image_info, write_image
+
+_MARK = "img2img-bench VmHWM kB:"
+# Runs a script as __main__ and, at exit, prints its own peak RSS to stderr.
+_RUNNER = f"""
+import atexit, runpy, sys
+def _hwm():
+    try:
+        with open('/proc/self/status') as f:
+            kb = [line.split()[1] for line in f if line.startswith('VmHWM:')]
+        print('{_MARK}', kb[0], file=sys.stderr, flush=True)
+    except (OSError, IndexError):
+        pass
+atexit.register(_hwm)
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name='__main__')
+"""
+
+
+def run_script_measured(script: str | Path, args: list[str], env: dict[str, str] | None = None
+                        ) -> tuple[float, float | None, int, str]:
+    """Run ``python script args``; return (wall seconds, peak RSS in MB or None, exit code,
+    stderr)."""
+    cmd = [sys.executable, "-c", _RUNNER, str(script), *args]
+    with tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env)
+        peak: float | None = None
+        if hasattr(os, "wait4"):
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            # ru_maxrss is in KiB on Linux, in bytes on macOS (upper bound, see above)
+            peak = usage.ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)
+        else:  # pragma: no cover - Windows
+            proc.wait()
+        seconds = time.perf_counter() - start
+        err.seek(0)
+        text = err.read().decode(errors="replace")
+    lines = [ln for ln in text.splitlines() if ln.startswith(_MARK)]
+    if lines:
+        peak = int(lines[-1].split()[-1]) / 1024
+        text = "\n".join(ln for ln in text.splitlines() if not ln.startswith(_MARK))
+    return seconds, peak, proc.returncode, text
+
+
+def _translate(script: Path, ckpt: Path, src: Path, out: Path, device: torch.device,
+               precision: str, extra: list[str]) -> tuple[float, float | None, Path, list[str]]:
+    """Run translate on ``src`` into the empty folder ``out``; (seconds, peak MB, output, args)."""
+    args = ["--checkpoint", str(ckpt), "--input", str(src), "--output", str(out), "--device",
+            str(device), "--precision", precision, "--quiet", "--overwrite", *extra]
+    env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()))
+    seconds, peak, code, err = run_script_measured(script, args, env)
+    if code != 0:
+        raise RuntimeError(f"translate exited with {code}: {err.strip()[-2000:]}")
+    return seconds, peak, next(iter(out.iterdir())), args
+
+
+def sr_tiled(device: torch.device, precisions: list[str], quick: bool, workdir: Path,
+             script: Path, tile: int | None = None, overlap: int | None = None,
+             batch_size: int = 4, ext: str | None = None) -> tuple[list[Row], dict[str, Any]]:
+    """Rows and results for upscaling a photo-like square PNG by 4 at each precision, plus
+    the floor: the same command on an 8x8 image (imports, model load, one tile)."""
+    size, channels = (256, 16) if quick else (4000, 64)
+    tile = tile or (64 if quick else 256)
+    src = workdir / "sr_input" / f"photo_{size}.png"
+    log(f"sr: writing a {size}x{size} PNG ...")
+    write_image(src, photo_like(size, size, seed=4000))
+    tiny = workdir / "sr_tiny" / "photo_8.png"
+    write_image(tiny, photo_like(8, 8, seed=8))
+    kwargs = {"scale": 4, "channels": channels, "n_blocks": 16, "norm": "batch"}
+    ckpt = write_random_checkpoint(workdir / "srresnet_x4.safetensors", "srresnet", kwargs,
+                                   "srgan")
+    extra = ["--tile", str(tile), "--batch-size", str(batch_size)]
+    extra += ["--tile-overlap", str(overlap)] if overlap is not None else []
+    extra += ["--ext", ext] if ext else []
+    mp = size * size / 1e6
+    rows: list[Row] = []
+    results: dict[str, Any] = {"input": f"{size}x{size}", "tile": tile, "overlap": overlap,
+                               "generator": f"srresnet x4, {channels} ch, 16 blocks",
+                               "by_precision": {}}
+    for p in precisions:
+        log(f"sr: x4 {size}x{size} tile {tile} {p} (subprocess) ...")
+        out = workdir / f"sr_out_{p}"
+        seconds, peak, written, args = _translate(script, ckpt, src, out, device, p, extra)
+        h, w = read_image_info(written)[:2]
+        if (h, w) != (4 * size, 4 * size):
+            raise RuntimeError(f"{written}: {w}x{h}, expected {4 * size}x{4 * size}")
+        written.unlink()
+        floor_s, floor_mb, _, _ = _translate(script, ckpt, tiny, workdir / f"sr_tiny_{p}",
+                                             device, p, extra)
+        results["by_precision"][p] = {
+            "seconds": seconds, "s_per_input_mp": seconds / mp, "peak_rss_mb": peak,
+            "output": f"{w}x{h}{written.suffix}", "args": args,
+            "floor_8x8_seconds": floor_s, "floor_8x8_peak_rss_mb": floor_mb}
+        rows.append(Row("sr x4 tiled", p, seconds / mp, "s/MP",
+                        f"{seconds:.1f} s for {size}x{size} -> {w}x{h} {written.suffix[1:]}; "
+                        f"srresnet x4 ({channels} ch), --tile {tile} --batch-size {batch_size}; "
+                        f"whole process (8x8 input: {floor_s:.1f} s)"))
+        floor = f"{floor_mb:.0f}" if floor_mb is not None else "?"
+        rows.append(Row("sr x4 tiled peak RSS", p, peak, "MB",
+                        f"VmHWM of the translate process (8x8 input: {floor} MB)"))
+    return rows, results

@@ -1,0 +1,161 @@
+"""Time of one training step of each task, its FLOPs and the fraction of the conv ceiling.
+
+Each step is ``task.train_step(batch)`` exactly as the trainer calls it (forward, backward,
+optimiser steps), on a fixed synthetic batch in [-1, 1] of the published shape. FLOPs are
+counted by ``torch.utils.flop_counter.FlopCounterMode`` over one step (forward + backward):
+it counts convolutions and matrix products only, which is what the ceiling measures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import torch
+
+from img2img.bench.ceiling import recheck
+from img2img.bench.common import Row, log, median, synchronizer, time_calls
+from img2img.config import TrainConfig
+from img2img.tasks import task_class
+
+TASKS = ("cyclegan", "pix2pix", "srgan")
+
+
+@dataclass
+class Spec:
+    """One configuration to time: task, config overrides and batch shapes."""
+
+    label: str
+    task: str
+    cfg: dict[str, Any]
+    a_shape: tuple[int, ...]
+    b_shape: tuple[int, ...]
+    describe: str
+    random_vgg: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def specs(task: str, quick: bool) -> list[Spec]:
+    """The published configuration of ``task`` (or its tiny ``quick`` version)."""
+    s, w = (64, 16) if quick else (256, 64)
+    if task == "cyclegan":
+        return [Spec("cyclegan", task, {"crop_size": s, "ngf": w, "ndf": w},
+                     (1, 3, s, s), (1, 3, s, s),
+                     f"resnet_9blocks + 70x70 PatchGAN, {s}x{s}, batch 1, ngf {w}")]
+    if task == "pix2pix":
+        gen = {"generator": "unet", "num_downs": 6} if quick else {"generator": "unet_256"}
+        name = "unet (6 downs)" if quick else "unet_256"
+        return [Spec("pix2pix", task, {"crop_size": s, "ngf": w, "ndf": w, **gen},
+                     (1, 3, s, s), (1, 3, s, s),
+                     f"{name} + 70x70 PatchGAN, {s}x{s}, batch 1, ngf {w}")]
+    if task == "srgan":
+        hr, n = (32, 4) if quick else (96, 16)
+        base = {"crop_size": hr, "batch_size": n, "scale": 4, "ngf": w, "ndf": w}
+        shapes = ((n, 3, hr // 4, hr // 4), (n, 3, hr, hr))
+        what = f"srresnet x4 ({w} ch, 16 blocks), {hr}x{hr} HR crops, batch {n}"
+        return [
+            Spec("srgan-psnr", task, {**base, "phase": "psnr"}, *shapes, what + ", MSE"),
+            Spec("srgan-gan", task, {**base, "phase": "gan", "lambda_perceptual": 0.0}, *shapes,
+                 what + " + SRGAN D + VGG54 loss", random_vgg=True,
+                 notes=["VGG19 randomly initialised (pretrained weights not needed for "
+                        "timing; FLOPs are the same)"]),
+        ]
+    raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
+
+
+def build(spec: Spec, device: torch.device, precision: str) -> Any:
+    """The task object of ``spec`` on ``device`` at ``precision``, in training mode."""
+    cls = task_class(spec.task)
+    cfg = cls.apply_defaults(TrainConfig(task=spec.task, device=str(device),
+                                         precision=precision, **spec.cfg))
+    task = cls(cfg, device)
+    if spec.random_vgg:
+        from img2img.losses.perceptual import PerceptualLoss
+
+        task.perceptual = PerceptualLoss(pretrained=False).to(device)
+        cfg.lambda_perceptual = 1.0
+    task.train()
+    return task
+
+
+def make_batch(spec: Spec, device: torch.device) -> dict[str, torch.Tensor]:
+    """A fixed random batch ``{"A", "B"}`` in [-1, 1]."""
+    gen = torch.Generator().manual_seed(0)
+    return {"A": (torch.rand(spec.a_shape, generator=gen) * 2 - 1).to(device),
+            "B": (torch.rand(spec.b_shape, generator=gen) * 2 - 1).to(device)}
+
+
+def count_flops(task: Any, batch: dict[str, torch.Tensor]) -> int:
+    """FLOPs of one ``train_step`` (convs and matmuls, forward + backward)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        task.train_step(batch)
+    return int(counter.get_total_flops())
+
+
+def profile_step(task: Any, batch: dict[str, torch.Tensor], top: int = 10) -> list[dict]:
+    """The ``top`` operators of one step by self CPU time (torch.profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        task.train_step(batch)
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events) or 1
+    return [{"op": e.key, "self_cpu_s": e.self_cpu_time_total / 1e6, "calls": e.count,
+             "share": e.self_cpu_time_total / total} for e in events[:top]]
+
+
+def _measure(spec: Spec, device: torch.device, precision: str, repeats: int, warmup: int,
+             flops: dict[str, int], profile: bool) -> dict[str, Any]:
+    """Time one configuration; counts its FLOPs first unless ``flops`` has them already."""
+    task = build(spec, device, precision)
+    batch = make_batch(spec, device)
+    if spec.label not in flops:
+        flops[spec.label] = count_flops(task, batch)
+    times = time_calls(partial(task.train_step, batch), repeats, warmup, synchronizer(device))
+    step = median(times)
+    gflop = flops[spec.label] / 1e9
+    res = {"task": spec.label, "precision": precision, "config": spec.describe,
+           "step_s": step, "step_times_s": times, "gflop_per_step": gflop,
+           "gflops": gflop / step, "notes": spec.notes}
+    if profile:
+        res["profile_top_self_cpu"] = profile_step(task, batch)
+    return res
+
+
+def train_steps(tasks: list[str], device: torch.device, precisions: list[str], quick: bool,
+                repeats: int, warmup: int, ceilings: dict[str, Any],
+                profile: bool = False) -> tuple[list[Row], list[dict[str, Any]]]:
+    """Rows and per-(task, precision) results. The FLOP-counting step runs first and is not
+    timed (it warms up too); FLOPs are counted once per configuration."""
+    rows: list[Row] = []
+    results: list[dict[str, Any]] = []
+    flops: dict[str, int] = {}
+    for spec in [s for t in tasks for s in specs(t, quick)]:
+        for p in precisions:
+            log(f"train {spec.label} {p} ...")
+            try:
+                res = _measure(spec, device, p, repeats, warmup, flops, profile)
+            except Exception as exc:  # noqa: BLE001 - the other configurations still run
+                log(f"train {spec.label} {p}: FAILED: {exc}")
+                results.append({"task": spec.label, "precision": p,
+                                "error": f"{type(exc).__name__}: {exc}"})
+                rows.append(Row(f"train {spec.label} FAILED", p, None, "", str(exc)[:300]))
+                continue
+            ceil = ceilings.get(p, {}).get("gflops")
+            res["ceiling_fraction"] = fraction = res["gflops"] / ceil if ceil else None
+            if ceil:  # the same conv again, right after: did the machine's speed drift?
+                res["ceiling_after_gflops"] = recheck(device, p, ceilings[p])
+            results.append(res)
+            extra = "; ".join([spec.describe, *spec.notes])
+            rows.append(Row(f"train {spec.label}", p, res["step_s"], "s/step",
+                            f"median of {len(res['step_times_s'])}; "
+                            f"{res['gflop_per_step']:.1f} GFLOP/step; {extra}"))
+            share = "no ceiling for this precision"
+            if fraction is not None:
+                share = (f"{100 * fraction:.0f}% of the {p} conv ceiling (the conv measured "
+                         f"{res['ceiling_after_gflops']:.0f} GFLOP/s right after)")
+            rows.append(Row(f"train {spec.label}", p, res["gflops"], "GFLOP/s", share))
+    return rows, results

@@ -1,0 +1,85 @@
+"""tools/benchmark.py runs end to end in --quick mode and reports what it promises.
+
+No assertion is made on any time or rate (the machine may be busy)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "tools" / "benchmark.py"
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    """tools/benchmark.py as a module (run in-process: no second torch import)."""
+    spec = importlib.util.spec_from_file_location("img2img_benchmark_tool", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quick_ceiling_train_translate(bench: ModuleType, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "bench.json"
+    code = bench.main(["--quick", "--json", str(out), "--only", "train,translate", "--tasks",
+                       "cyclegan", "--precision", "fp32", "--repeats", "1", "--warmup", "0",
+                       "--num-images", "4"])
+    stdout, stderr = capsys.readouterr()
+    assert code == 0, stderr[-3000:]
+    report = json.loads(out.read_text())
+    machine = report["machine"]
+    for key in ("cpu", "logical_cpus", "torch", "device", "torch_threads", "date"):
+        assert machine[key] not in (None, ""), key
+    assert machine["device"] == "cpu" or machine["device"].startswith("cuda")
+    assert report["settings"]["precision"] == ["fp32"]
+
+    # the ceiling is measured with train, first
+    assert report["ceiling"]["fp32"]["gflops"] > 0
+    (step,) = report["train"]
+    assert step["task"] == "cyclegan" and step["precision"] == "fp32"
+    assert step["gflop_per_step"] > 0 and step["step_s"] > 0
+    assert 0 < step["ceiling_fraction"]
+
+    tr = report["translate"]
+    assert tr["images"] == 4 and tr["baseline"]["images_per_s"] > 0
+    fp32 = tr["by_precision"]["fp32"]
+    for key in ("folder_images_per_s", "model_only_images_per_s", "speedup_vs_baseline",
+                "end_to_end_vs_model_only"):
+        assert fp32[key] > 0, key
+    assert fp32["max_abs_diff_255"] <= 2  # same precision: batched vs per-image
+
+    names = [r["name"] for r in report["rows"]]
+    assert names[0] == "ceiling conv3x3"
+    assert {"train cyclegan", "translate baseline loop", "translate folder",
+            "translate model-only"} <= set(names)
+    # the table: a header, then one line per row
+    lines = stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split()[:3] == ["name", "precision",
+                                                                             "value"])
+    body = lines[header + 2: header + 2 + len(names)]
+    assert [line.startswith(n) for line, n in zip(body, names, strict=True)] == [True] * len(names)
+    assert "GFLOP/s" in stdout and "img/s" in stdout
+
+
+def test_fp16_on_cpu_is_a_usage_error(bench: ModuleType, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "x.json"
+    code = bench.main(["--device", "cpu", "--precision", "fp16", "--only", "ceiling", "--json",
+                       str(out)])
+    assert code == 2
+    assert "fp16" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("flag", [["--only", "nope"], ["--tasks", "gan"],
+                                  ["--precision", "fp32,int8"]])
+def test_bad_choice(bench: ModuleType, flag: list[str],
+                    capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        bench.main(flag)
+    assert exc.value.code == 2 and "choose from" in capsys.readouterr().err

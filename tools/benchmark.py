@@ -1,0 +1,203 @@
+#!/usr/bin/env python
+"""Measure the toolkit on this machine; print a table and write JSON.
+
+Sections (``--only``, default all, in this order):
+
+- ``ceiling``: a large 3x3 conv's GFLOP/s per precision (always run with ``train``, which
+  reports its fraction of it);
+- ``train``: one training step of CycleGAN, pix2pix and SRGAN (psnr and gan phases) in the
+  published configuration: seconds, GFLOP per step, GFLOP/s, fraction of the ceiling;
+- ``translate``: folder translation of 512x512 JPEGs with resnet_9blocks, end to end,
+  against a plain per-image fp32 loop and against model-only throughput;
+- ``sr``: ``tools/translate.py --tile`` upscaling a 4000x4000 PNG by 4 in a subprocess:
+  seconds per input megapixel and peak resident memory.
+
+Timings are medians after warm-up; they mean something only on an otherwise idle machine
+(check ``loadavg_start``/``loadavg_end`` in the JSON). ``--quick`` shrinks every input to
+CI size; its figures are not comparable with the full ones.
+
+    python tools/benchmark.py                       # everything, fp32 and bf16 on CPU
+    python tools/benchmark.py --only train --tasks cyclegan --precision bf16
+    python tools/benchmark.py --only translate --images ../shared/data/photos
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+TOOLS = Path(__file__).resolve().parent
+sys.path.insert(0, str(TOOLS.parent))  # run from a checkout too
+
+import torch  # noqa: E402
+
+from img2img.bench.ceiling import ceiling  # noqa: E402
+from img2img.bench.common import Row, format_table, log, machine_info  # noqa: E402
+from img2img.bench.sr import sr_tiled  # noqa: E402
+from img2img.bench.train import TASKS, train_steps  # noqa: E402
+from img2img.bench.translate import translation  # noqa: E402
+from img2img.runtime import PRECISIONS, check_precision, resolve_device  # noqa: E402
+
+SECTIONS = ("ceiling", "train", "translate", "sr")
+
+
+def _choices(allowed: Sequence[str]) -> Callable[[str], list[str]]:
+    def parse(text: str) -> list[str]:
+        items = [s.strip() for s in text.split(",") if s.strip()]
+        bad = [s for s in items if s not in allowed]
+        if bad or not items:
+            raise argparse.ArgumentTypeError(f"{text!r}: choose from {','.join(allowed)}")
+        return items
+
+    return parse
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    """The benchmark's flags."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", type=_choices(SECTIONS), default=list(SECTIONS),
+                   help=f"sections, comma list (default {','.join(SECTIONS)})")
+    p.add_argument("--tasks", type=_choices(TASKS), default=list(TASKS),
+                   help=f"train-step tasks (default {','.join(TASKS)}; srgan = both phases)")
+    p.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N (default auto)")
+    p.add_argument("--precision", type=_choices(PRECISIONS), action="append",
+                   help="fp32|bf16|fp16, repeatable or comma list (default fp32,bf16; "
+                        "plus fp16 on CUDA)")
+    p.add_argument("--quick", action="store_true",
+                   help="CI-sized inputs: 64x64 train crops, ngf 16, 8 images of 128x128, "
+                        "SR of 256x256 with tile 64")
+    p.add_argument("--repeats", type=_positive, default=3, help="timed steps (median; default 3)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps first (default 1)")
+    p.add_argument("--threads", type=_positive, help="torch.set_num_threads (default: torch's)")
+    p.add_argument("--json", default="benchmark.json", help="output file (default %(default)s)")
+    t = p.add_argument_group("translate and sr")
+    t.add_argument("--images", help="folder of real photos to crop to 512x512 (default: "
+                                    "generated photo-like images)")
+    t.add_argument("--checkpoint", help="trained generator for the translation benchmark "
+                                        "(default: a random-weight resnet_9blocks)")
+    t.add_argument("--num-images", type=_positive, help="images to translate (default 16; "
+                                                        "8 with --quick)")
+    t.add_argument("--passes", type=_positive, default=1,
+                   help="timed passes over the folder, median (default 1)")
+    t.add_argument("--batch-size", type=_positive, default=4, help="default %(default)s")
+    t.add_argument("--tile", type=_positive, help="SR tile (default 256; 64 with --quick)")
+    t.add_argument("--tile-overlap", type=int, help="SR tile overlap (default: translate's)")
+    t.add_argument("--sr-ext", help="SR output format (default: png, as the input)")
+    p.add_argument("--profile", action="store_true",
+                   help="also profile one step per train configuration (top 10 ops by self "
+                        "CPU time, in the JSON and printed)")
+    return p
+
+
+def _precisions(ns: argparse.Namespace, device: torch.device) -> list[str]:
+    if ns.precision:
+        return list(dict.fromkeys(p for group in ns.precision for p in group))
+    if device.type == "cuda":
+        return ["fp32", "bf16", "fp16"] if torch.cuda.is_bf16_supported() else ["fp32", "fp16"]
+    return ["fp32", "bf16"]
+
+
+def run(ns: argparse.Namespace, device: torch.device, precisions: list[str], work: Path
+        ) -> tuple[list[Row], dict[str, Any]]:
+    """Run the selected sections; a failing section is reported and the others still run."""
+    sections = [s for s in SECTIONS if s in ns.only or (s == "ceiling" and "train" in ns.only)]
+    rows: list[Row] = []
+    out: dict[str, Any] = {}
+    for name in sections:
+        try:
+            if name == "ceiling":
+                got, out[name] = ceiling(device, precisions, ns.quick, ns.repeats, ns.warmup)
+            elif name == "train":
+                got, out[name] = train_steps(ns.tasks, device, precisions, ns.quick,
+                                             ns.repeats, ns.warmup, out.get("ceiling", {}),
+                                             ns.profile)
+            elif name == "translate":
+                got, out[name] = translation(device, precisions, ns.quick, work,
+                                             ns.batch_size, ns.num_images, ns.images,
+                                             passes=ns.passes, checkpoint=ns.checkpoint,
+                                             ceilings=out.get("ceiling"))
+            else:
+                got, out[name] = sr_tiled(device, precisions, ns.quick, work,
+                                          TOOLS / "translate.py",
+                                          ns.tile, ns.tile_overlap, ns.batch_size, ns.sr_ext)
+        except Exception as exc:  # noqa: BLE001 - one broken section must not hide the rest
+            log(f"{name}: FAILED: {exc}")
+            got, out[name] = [Row(f"{name} FAILED", "-", None, "", str(exc)[:300])], {
+                "error": f"{type(exc).__name__}: {exc}"}
+        for row in got:
+            log(f"  {row.name} {row.precision}: {row.value} {row.unit}")
+        rows += got
+    return rows, out
+
+
+def _profiles(train: list[dict[str, Any]]) -> str:
+    lines = []
+    for res in train:
+        if "profile_top_self_cpu" in res:
+            lines.append(f"\nprofile of one {res['task']} {res['precision']} step "
+                         f"(top ops by self CPU time):")
+            lines += [f"  {e['op']:<44} {e['self_cpu_s']:8.3f} s {100 * e['share']:5.1f}%  "
+                      f"{e['calls']} calls" for e in res["profile_top_self_cpu"]]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run, print, write JSON; exit 1 if a section failed, 2 on bad options."""
+    ns = parser().parse_args(argv)
+    if ns.threads:
+        torch.set_num_threads(ns.threads)
+    try:
+        device = resolve_device(ns.device)
+        precisions = _precisions(ns, device)
+        for p in precisions:
+            check_precision(p, device)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    info = machine_info(device)
+    load = info.get("loadavg_start", [0])[0]
+    if load > 0.5 * info["usable_cpus"]:
+        log(f"warning: load average {load} on {info['usable_cpus']} CPUs: other work is "
+            f"running, timings will be slow and noisy")
+    with tempfile.TemporaryDirectory(prefix="img2img-bench-") as tmp:
+        rows, sections = run(ns, device, precisions, Path(tmp))
+    if hasattr(os, "getloadavg"):
+        info["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
+    settings = {k: v for k, v in vars(ns).items() if k != "json"}
+    settings["precision"] = precisions
+    report = {"machine": info, "settings": settings, "rows": [r.to_dict() for r in rows],
+              **sections}
+    print(f"machine: {info['cpu']} ({info['cpu_family_model']}), {info['usable_cpus']} usable "
+          f"CPUs, {info['torch_threads']} torch threads, torch {info['torch']}, device "
+          f"{info['device']}, {info['date']}, "
+          f"load {info.get('loadavg_start')} -> {info.get('loadavg_end')}"
+          + (" [--quick: CI sizes]" if ns.quick else ""))
+    print(format_table(rows))
+    if ns.profile and isinstance(sections.get("train"), list):
+        print(_profiles(sections["train"]))
+    Path(ns.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {ns.json}")
+    return 1 if any(_failed(s) for s in sections.values()) else 0
+
+
+def _failed(section: Any) -> bool:
+    items = section if isinstance(section, list) else [section]
+    return any(isinstance(item, dict) and "error" in item for item in items)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -16,6 +16,12 @@ from img2img.runtime import autocast
 
 log = logging.getLogger(__name__)
 
+# Published settings shared by the CycleGAN and pix2pix papers.
+IMAGE_TRANSLATION_DEFAULTS: dict[str, Any] = {
+    "lr": 2e-4, "beta1": 0.5, "load_size": 286, "crop_size": 256,
+    "discriminator": "patchgan", "lambda_perceptual": 0.0,
+}
+
 
 class Task:
     """Base class: owns the networks and optimisers of one method and its train step.

@@ -21,7 +21,7 @@ from img2img.checkpoint import GeneratorMeta
 from img2img.config import TrainConfig
 from img2img.data.unpaired import UnpairedDataset
 from img2img.losses import GANLoss, cycle_loss, discriminator_loss, identity_loss
-from img2img.tasks.base import Task
+from img2img.tasks.base import IMAGE_TRANSLATION_DEFAULTS, Task
 from img2img.tasks.image_pool import ImagePool
 
 
@@ -29,10 +29,8 @@ class CycleGANTask(Task):
     """Unpaired translation between domains A and B."""
 
     name = "cyclegan"
-    defaults = {"generator": "resnet_9blocks", "norm": "instance", "dropout": False,
-                "gan_mode": "lsgan", "pool_size": 50,
-                "lr": 2e-4, "beta1": 0.5, "load_size": 286, "crop_size": 256,
-                "discriminator": "patchgan", "lambda_perceptual": 0.0}
+    defaults = {**IMAGE_TRANSLATION_DEFAULTS, "generator": "resnet_9blocks", "norm": "instance",
+                "dropout": False, "gan_mode": "lsgan", "pool_size": 50}
 
     def __init__(self, cfg: TrainConfig, device: torch.device) -> None:
         super().__init__(cfg, device)

@@ -20,17 +20,15 @@ from img2img.checkpoint import GeneratorMeta
 from img2img.config import TrainConfig
 from img2img.data.paired import PairedDataset
 from img2img.losses import GANLoss, l1_loss
-from img2img.tasks.base import Task
+from img2img.tasks.base import IMAGE_TRANSLATION_DEFAULTS, Task
 
 
 class Pix2PixTask(Task):
     """Paired translation A -> B."""
 
     name = "pix2pix"
-    defaults = {"generator": "unet_256", "norm": "batch", "dropout": True,
-                "gan_mode": "vanilla", "pool_size": 0,
-                "lr": 2e-4, "beta1": 0.5, "load_size": 286, "crop_size": 256,
-                "discriminator": "patchgan", "lambda_perceptual": 0.0}
+    defaults = {**IMAGE_TRANSLATION_DEFAULTS, "generator": "unet_256", "norm": "batch",
+                "dropout": True, "gan_mode": "vanilla", "pool_size": 0}
 
     def __init__(self, cfg: TrainConfig, device: torch.device) -> None:
         super().__init__(cfg, device)

@@ -22,10 +22,13 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_OVERLAP, EXTRA_BANDS = 32, ("bicubic", "drop")
 
 
-def _common(p: argparse.ArgumentParser, batch_size: int) -> None:
+def _common(p: argparse.ArgumentParser, batch_size: int | None, batch_help: str) -> None:
     p.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N|mps (default auto)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
-    p.add_argument("--batch-size", type=int, default=batch_size)
+    p.add_argument("--batch-size", type=_positive_int, default=batch_size, help=batch_help)
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the networks (slow first step; on CPU it needs a C++ "
+                        "compiler and pays off with --precision bf16)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -107,7 +110,7 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--log-every", type=int, default=d.log_every)
     g.add_argument("--log-format", default=d.log_format, choices=["jsonl", "csv"])
     g.add_argument("--tensorboard", action="store_true")
-    _common(p, d.batch_size)
+    _common(p, d.batch_size, "images per optimisation step (default %(default)s)")
     return p
 
 
@@ -153,7 +156,9 @@ def translate_parser() -> argparse.ArgumentParser:
                    help="sample value mapped to white, e.g. 4095 for 12-bit data in uint16 "
                         "(default: the dtype maximum, 255 or 65535; never guessed from pixels); "
                         "larger samples are clipped, outputs lie in [0, R]")
-    _common(p, TranslateConfig().batch_size)
+    _common(p, TranslateConfig().batch_size,
+            "images (or tiles) run together; default 1 on CPU, where larger batches are "
+            "slower per image, and 4 on GPUs")
     return p
 
 
@@ -231,19 +236,21 @@ def translate_main(argv: Sequence[str] | None = None) -> int:
     from img2img.inference.geotiff import GeoOptions
     from img2img.inference.tiling import TileOptions
     from img2img.inference.translator import Translator
+    from img2img.runtime import default_batch_size
 
     try:
         tiling = TileOptions(ns.tile, ns.tile_overlap, ns.max_pixels)
         geo = GeoOptions(ns.bands, ns.extra_bands, ns.data_range)
         jobs, skipped = plan(ns.input, ns.output, ns.ext, ns.overwrite)
         translator = Translator.from_checkpoint(ns.checkpoint, ns.device, ns.precision,
-                                                ns.dropout_at_test)
+                                                ns.dropout_at_test, compile=ns.compile)
         geo.check_model(translator.meta.in_channels)
     except (UsageError, CheckpointError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     with tqdm(total=len(jobs), disable=ns.quiet, unit="img", dynamic_ncols=True) as bar:
-        report = translate_jobs(translator, jobs, ns.batch_size, progress=bar.update,
+        batch_size = ns.batch_size or default_batch_size(translator.device)
+        report = translate_jobs(translator, jobs, batch_size, progress=bar.update,
                                 tiling=tiling, geo=geo)
     report.skipped.extend(skipped)
     for src, reason in report.failed:

@@ -69,6 +69,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     precision: str = "fp32"
+    compile: bool = False
     resume: bool = False
     save_every: int = 1000
     sample_every: int = 200
@@ -90,9 +91,10 @@ class TranslateConfig:
     checkpoint: str = ""
     input: str = ""
     output: str = ""
-    batch_size: int = 4
+    batch_size: int | None = None  # None: runtime.default_batch_size(device)
     device: str = "auto"
     precision: str = "fp32"
+    compile: bool = False
     ext: str | None = None
     overwrite: bool = False
     quiet: bool = False

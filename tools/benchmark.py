@@ -42,7 +42,12 @@ from img2img.bench.common import Row, format_table, log, machine_info  # noqa: E
 from img2img.bench.sr import sr_tiled  # noqa: E402
 from img2img.bench.train import TASKS, train_steps  # noqa: E402
 from img2img.bench.translate import translation  # noqa: E402
-from img2img.runtime import PRECISIONS, check_precision, resolve_device  # noqa: E402
+from img2img.runtime import (  # noqa: E402
+    PRECISIONS,
+    check_precision,
+    default_batch_size,
+    resolve_device,
+)
 
 SECTIONS = ("ceiling", "train", "translate", "sr")
 
@@ -93,10 +98,14 @@ def parser() -> argparse.ArgumentParser:
                                                         "8 with --quick)")
     t.add_argument("--passes", type=_positive, default=1,
                    help="timed passes over the folder, median (default 1)")
-    t.add_argument("--batch-size", type=_positive, default=4, help="default %(default)s")
+    t.add_argument("--batch-size", type=_positive,
+                   help="default: translate's (1 on CPU, 4 on GPUs)")
     t.add_argument("--tile", type=_positive, help="SR tile (default 256; 64 with --quick)")
     t.add_argument("--tile-overlap", type=int, help="SR tile overlap (default: translate's)")
     t.add_argument("--sr-ext", help="SR output format (default: png, as the input)")
+    p.add_argument("--compile", action="store_true",
+                   help="also run each train and translate configuration with torch.compile "
+                        "(rows marked +compile; compiling takes a minute or more each)")
     p.add_argument("--profile", action="store_true",
                    help="also profile one step per train configuration (top 10 ops by self "
                         "CPU time, in the JSON and printed)")
@@ -117,6 +126,8 @@ def run(ns: argparse.Namespace, device: torch.device, precisions: list[str], wor
     sections = [s for s in SECTIONS if s in ns.only or (s == "ceiling" and "train" in ns.only)]
     rows: list[Row] = []
     out: dict[str, Any] = {}
+    modes = (False, True) if ns.compile else (False,)
+    batch_size = ns.batch_size or default_batch_size(device)
     for name in sections:
         try:
             if name == "ceiling":
@@ -124,16 +135,16 @@ def run(ns: argparse.Namespace, device: torch.device, precisions: list[str], wor
             elif name == "train":
                 got, out[name] = train_steps(ns.tasks, device, precisions, ns.quick,
                                              ns.repeats, ns.warmup, out.get("ceiling", {}),
-                                             ns.profile)
+                                             ns.profile, modes)
             elif name == "translate":
                 got, out[name] = translation(device, precisions, ns.quick, work,
-                                             ns.batch_size, ns.num_images, ns.images,
+                                             batch_size, ns.num_images, ns.images,
                                              passes=ns.passes, checkpoint=ns.checkpoint,
-                                             ceilings=out.get("ceiling"))
+                                             ceilings=out.get("ceiling"), compile_modes=modes)
             else:
                 got, out[name] = sr_tiled(device, precisions, ns.quick, work,
                                           TOOLS / "translate.py",
-                                          ns.tile, ns.tile_overlap, ns.batch_size, ns.sr_ext)
+                                          ns.tile, ns.tile_overlap, batch_size, ns.sr_ext)
         except Exception as exc:  # noqa: BLE001 - one broken section must not hide the rest
             log(f"{name}: FAILED: {exc}")
             got, out[name] = [Row(f"{name} FAILED", "-", None, "", str(exc)[:300])], {

@@ -8,6 +8,7 @@ it counts convolutions and matrix products only, which is what the ceiling measu
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -64,19 +65,27 @@ def specs(task: str, quick: bool) -> list[Spec]:
     raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
 
 
-def build(spec: Spec, device: torch.device, precision: str) -> Any:
-    """The task object of ``spec`` on ``device`` at ``precision``, in training mode."""
+def build(spec: Spec, device: torch.device, precision: str, compiled: bool = False) -> Any:
+    """The task object of ``spec`` on ``device`` at ``precision``, in training mode
+    (networks compiled as by ``--compile`` if ``compiled``)."""
     cls = task_class(spec.task)
     cfg = cls.apply_defaults(TrainConfig(task=spec.task, device=str(device),
-                                         precision=precision, **spec.cfg))
+                                         precision=precision, compile=compiled, **spec.cfg))
     task = cls(cfg, device)
     if spec.random_vgg:
         from img2img.losses.perceptual import PerceptualLoss
 
         task.perceptual = PerceptualLoss(pretrained=False).to(device)
         cfg.lambda_perceptual = 1.0
+    if compiled:
+        task.compile_networks()
     task.train()
     return task
+
+
+def label(precision: str, compiled: bool) -> str:
+    """Precision column of a row: ``bf16`` or ``bf16+compile``."""
+    return f"{precision}+compile" if compiled else precision
 
 
 def make_batch(spec: Spec, device: torch.device) -> dict[str, torch.Tensor]:
@@ -108,16 +117,23 @@ def profile_step(task: Any, batch: dict[str, torch.Tensor], top: int = 10) -> li
 
 
 def _measure(spec: Spec, device: torch.device, precision: str, repeats: int, warmup: int,
-             flops: dict[str, int], profile: bool) -> dict[str, Any]:
-    """Time one configuration; counts its FLOPs first unless ``flops`` has them already."""
-    task = build(spec, device, precision)
+             flops: dict[str, int], profile: bool, compiled: bool) -> dict[str, Any]:
+    """Time one configuration; counts its FLOPs first unless ``flops`` has them already.
+    A compiled configuration gets three more untimed steps (compiling, and recompiling for
+    the discriminators' frozen / trainable switch)."""
+    task = build(spec, device, precision, compiled)
     batch = make_batch(spec, device)
     if spec.label not in flops:
         flops[spec.label] = count_flops(task, batch)
+    first = time.perf_counter()
+    task.train_step(batch)
+    first = time.perf_counter() - first
+    warmup = max(warmup, 3) if compiled else warmup
     times = time_calls(partial(task.train_step, batch), repeats, warmup, synchronizer(device))
     step = median(times)
     gflop = flops[spec.label] / 1e9
-    res = {"task": spec.label, "precision": precision, "config": spec.describe,
+    res = {"task": spec.label, "precision": label(precision, compiled),
+           "compiled": compiled, "first_step_s": first, "config": spec.describe,
            "step_s": step, "step_times_s": times, "gflop_per_step": gflop,
            "gflops": gflop / step, "notes": spec.notes}
     if profile:
@@ -127,22 +143,24 @@ def _measure(spec: Spec, device: torch.device, precision: str, repeats: int, war
 
 def train_steps(tasks: list[str], device: torch.device, precisions: list[str], quick: bool,
                 repeats: int, warmup: int, ceilings: dict[str, Any],
-                profile: bool = False) -> tuple[list[Row], list[dict[str, Any]]]:
-    """Rows and per-(task, precision) results. The FLOP-counting step runs first and is not
-    timed (it warms up too); FLOPs are counted once per configuration."""
+                profile: bool = False, compile_modes: tuple[bool, ...] = (False,)
+                ) -> tuple[list[Row], list[dict[str, Any]]]:
+    """Rows and per-(task, precision[, compiled]) results. The FLOP-counting step runs first
+    and is not timed (it warms up too); FLOPs are counted once per configuration."""
     rows: list[Row] = []
     results: list[dict[str, Any]] = []
     flops: dict[str, int] = {}
     for spec in [s for t in tasks for s in specs(t, quick)]:
-        for p in precisions:
-            log(f"train {spec.label} {p} ...")
+        for p, compiled in [(p, c) for p in precisions for c in compile_modes]:
+            name = label(p, compiled)
+            log(f"train {spec.label} {name} ...")
             try:
-                res = _measure(spec, device, p, repeats, warmup, flops, profile)
+                res = _measure(spec, device, p, repeats, warmup, flops, profile, compiled)
             except Exception as exc:  # noqa: BLE001 - the other configurations still run
-                log(f"train {spec.label} {p}: FAILED: {exc}")
-                results.append({"task": spec.label, "precision": p,
+                log(f"train {spec.label} {name}: FAILED: {exc}")
+                results.append({"task": spec.label, "precision": name,
                                 "error": f"{type(exc).__name__}: {exc}"})
-                rows.append(Row(f"train {spec.label} FAILED", p, None, "", str(exc)[:300]))
+                rows.append(Row(f"train {spec.label} FAILED", name, None, "", str(exc)[:300]))
                 continue
             ceil = ceilings.get(p, {}).get("gflops")
             res["ceiling_fraction"] = fraction = res["gflops"] / ceil if ceil else None
@@ -150,12 +168,13 @@ def train_steps(tasks: list[str], device: torch.device, precisions: list[str], q
                 res["ceiling_after_gflops"] = recheck(device, p, ceilings[p])
             results.append(res)
             extra = "; ".join([spec.describe, *spec.notes])
-            rows.append(Row(f"train {spec.label}", p, res["step_s"], "s/step",
-                            f"median of {len(res['step_times_s'])}; "
+            compiled_note = f"first step {res['first_step_s']:.0f} s; " if compiled else ""
+            rows.append(Row(f"train {spec.label}", name, res["step_s"], "s/step",
+                            f"median of {len(res['step_times_s'])}; {compiled_note}"
                             f"{res['gflop_per_step']:.1f} GFLOP/step; {extra}"))
             share = "no ceiling for this precision"
             if fraction is not None:
                 share = (f"{100 * fraction:.0f}% of the {p} conv ceiling (the conv measured "
                          f"{res['ceiling_after_gflops']:.0f} GFLOP/s right after)")
-            rows.append(Row(f"train {spec.label}", p, res["gflops"], "GFLOP/s", share))
+            rows.append(Row(f"train {spec.label}", name, res["gflops"], "GFLOP/s", share))
     return rows, results

@@ -139,10 +139,12 @@ def _folder(translator: Translator, src: Path, out: Path, batch_size: int, worke
 def translation(device: torch.device, precisions: list[str], quick: bool, workdir: Path,
                 batch_size: int = 4, count: int | None = None, images: str | None = None,
                 workers: int = 2, passes: int = 1, checkpoint: str | None = None,
-                ceilings: dict[str, Any] | None = None) -> tuple[list[Row], dict[str, Any]]:
+                ceilings: dict[str, Any] | None = None,
+                compile_modes: tuple[bool, ...] = (False,)) -> tuple[list[Row], dict[str, Any]]:
     """Rows and results of the three ways at each precision (baseline in fp32 only); each
     way's time is the median of ``passes`` passes over the folder. ``checkpoint``: a trained
-    generator to use instead of the random-weight ``resnet_9blocks``."""
+    generator to use instead of the random-weight ``resnet_9blocks``; ``compile_modes``
+    ``(False, True)`` adds each precision with the model compiled (``--compile``)."""
     size, ngf = (128, 16) if quick else (512, 64)
     count = count or (8 if quick else 16)
     src = workdir / "photos"
@@ -178,13 +180,16 @@ def translation(device: torch.device, precisions: list[str], quick: bool, workdi
     result["gflop_per_image"] = gflop
     decoded = [to_tensor(read_image(p)) for p in paths]
     batches = [torch.stack(decoded[i:i + batch_size]) for i in range(0, count, batch_size)]
-    for p in precisions:
-        log(f"translate: {p} model-only and folder ...")
-        tr = Translator.from_checkpoint(ckpt, str(device), p)
-        tr.translate_tensor(batches[0])  # warm-up at the batch shape
+    for p, compiled in [(p, c) for p in precisions for c in compile_modes]:
+        name = f"{p}+compile" if compiled else p
+        log(f"translate: {name} model-only and folder ...")
+        tr = Translator.from_checkpoint(ckpt, str(device), p, compile=compiled)
+        first = time.perf_counter()
+        tr.translate_tensor(batches[0])  # warm-up at the batch shape (compiles if compiled)
+        first = time.perf_counter() - first
         model = [_model_only(tr, batches) for _ in range(passes)]
         model_s, arr = median([m[0] for m in model]), model[0][1]
-        folder_s = median([_folder(tr, src, workdir / f"out_{p}", batch_size, workers)
+        folder_s = median([_folder(tr, src, workdir / f"out_{name}", batch_size, workers)
                            for _ in range(passes)])
         diff = np.abs(arr.astype(np.int16) - ref_arr)
         r = {"model_only_s": model_s, "model_only_images_per_s": count / model_s,
@@ -192,22 +197,22 @@ def translation(device: torch.device, precisions: list[str], quick: bool, workdi
              "speedup_vs_baseline": base_s / folder_s, "end_to_end_vs_model_only":
              model_s / folder_s, "max_abs_diff_255": int(diff.max()),
              "mean_abs_diff_255": float(diff.mean()),
-             "share_diff_over_2_255": float((diff > 2).mean())}
+             "share_diff_over_2_255": float((diff > 2).mean()), "first_batch_s": first}
         r["model_only_gflops"] = gflop * count / model_s
         ceil = (ceilings or {}).get(p, {}).get("gflops")
         r["model_only_ceiling_fraction"] = r["model_only_gflops"] / ceil if ceil else None
-        result["by_precision"][p] = r
-        rows.append(Row("translate folder", p, count / folder_s, "img/s",
+        result["by_precision"][name] = r
+        rows.append(Row("translate folder", name, count / folder_s, "img/s",
                         f"plan+translate_jobs, batch {batch_size}; "
                         f"{r['speedup_vs_baseline']:.2f}x baseline; "
                         f"{100 * r['end_to_end_vs_model_only']:.0f}% of model-only"))
         share = (f" = {100 * r['model_only_ceiling_fraction']:.0f}% of the {p} conv ceiling"
                  if ceil else "")
-        rows.append(Row("translate model-only", p, count / model_s, "img/s",
+        rows.append(Row("translate model-only", name, count / model_s, "img/s",
                         f"translate_tensor on pre-decoded batches of {batch_size}; "
                         f"{gflop:.0f} GFLOP/image, {r['model_only_gflops']:.0f} GFLOP/s{share}"))
         against = "per-image fp32" if p == "fp32" else "fp32"
-        rows.append(Row("translate max |diff|", p, float(diff.max()), "/255",
+        rows.append(Row("translate max |diff|", name, float(diff.max()), "/255",
                         f"vs {against} baseline outputs (uint8, before encoding); mean "
                         f"{r['mean_abs_diff_255']:.3f}; {100 * r['share_diff_over_2_255']:.3f}%"
                         f" of values > 2"))

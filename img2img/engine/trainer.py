@@ -83,6 +83,8 @@ class Trainer:
         cls = task_class(cfg.task)
         cls.apply_defaults(cfg)
         self.task = cls(cfg, self.device)
+        if cfg.compile:
+            self.task.compile_networks()
         self.dataset = self.task.build_dataset()
         self.total, self.decay = resolve_schedule(cfg, len(self.dataset))
         self.schedulers = {k: LambdaLR(opt, linear_decay(self.total, self.decay))

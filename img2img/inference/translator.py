@@ -43,9 +43,12 @@ class Translator:
     """
 
     def __init__(self, model: nn.Module, meta: GeneratorMeta, device: torch.device,
-                 precision: str = "fp32", dropout_at_test: bool = False) -> None:
+                 precision: str = "fp32", dropout_at_test: bool = False,
+                 compile: bool = False) -> None:
         check_precision(precision, device)
         self.model = model.to(device).eval()
+        if compile:  # in place: the module keeps its parameters and state_dict keys
+            self.model.compile()
         self.meta = meta
         self.device = device
         self.precision = precision
@@ -58,11 +61,12 @@ class Translator:
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str = "auto",
-                        precision: str = "fp32", dropout_at_test: bool = False) -> Translator:
+                        precision: str = "fp32", dropout_at_test: bool = False,
+                        compile: bool = False) -> Translator:
         """Load a generator ``.safetensors`` written by the trainer; no other flag needed."""
         dev = resolve_device(device)
         model, meta = load_generator(path, dev)
-        return cls(model, meta, dev, precision, dropout_at_test)
+        return cls(model, meta, dev, precision, dropout_at_test, compile)
 
     # --- tensors ------------------------------------------------------------------------
     @torch.inference_mode()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from .norm import norm_layer, uses_bias
+from .pad import ReflectionPad2d
 from .registry import register_generator
 
 UPSAMPLE_KINDS = ("transpose", "resize")
@@ -21,7 +22,7 @@ class ResidualBlock(nn.Module):
         super().__init__()
         bias = uses_bias(norm)
         layers: list[nn.Module] = [
-            nn.ReflectionPad2d(1),
+            ReflectionPad2d(1),
             nn.Conv2d(channels, channels, kernel_size=3, bias=bias),
             norm_layer(norm, channels),
             nn.ReLU(inplace=True),
@@ -29,7 +30,7 @@ class ResidualBlock(nn.Module):
         if dropout:
             layers.append(nn.Dropout(0.5))
         layers += [
-            nn.ReflectionPad2d(1),
+            ReflectionPad2d(1),
             nn.Conv2d(channels, channels, kernel_size=3, bias=bias),
             norm_layer(norm, channels),
         ]
@@ -51,7 +52,7 @@ def _upsample(in_ch: int, out_ch: int, kind: str, bias: bool) -> list[nn.Module]
     # transposed convolutions (Odena et al., 2016).
     return [
         nn.Upsample(scale_factor=2, mode="nearest"),
-        nn.ReflectionPad2d(1),
+        ReflectionPad2d(1),
         nn.Conv2d(in_ch, out_ch, kernel_size=3, bias=bias),
     ]
 
@@ -92,7 +93,7 @@ class ResnetGenerator(nn.Module):
         bias = uses_bias(norm)
 
         layers: list[nn.Module] = [
-            nn.ReflectionPad2d(3),
+            ReflectionPad2d(3),
             nn.Conv2d(in_channels, ngf, kernel_size=7, bias=bias),
             norm_layer(norm, ngf),
             nn.ReLU(inplace=True),
@@ -112,7 +113,7 @@ class ResnetGenerator(nn.Module):
             layers += [norm_layer(norm, channels // 2), nn.ReLU(inplace=True)]
             channels //= 2
         layers += [
-            nn.ReflectionPad2d(3),
+            ReflectionPad2d(3),
             nn.Conv2d(channels, out_channels, kernel_size=7),
             nn.Tanh(),
         ]

@@ -255,7 +255,8 @@ def test_tile_options() -> None:
     assert TileOptions().tile_for(2048, 2048, 1) is None
     assert TileOptions().tile_for(2049, 2048, 1) == 512
     assert TileOptions().tile_for(512, 512, 4) is None
-    assert TileOptions().tile_for(600, 512, 4) == 256
+    assert TileOptions().tile_for(600, 512, 4) == 128, "x4: smaller cores, bounded memory"
+    assert TileOptions().tile_for(1200, 1024, 2) == 256
     assert TileOptions(tile=100).tile_for(10, 10, 1) == 100
     assert TileOptions(max_pixels=1000).tile_for(70, 90, 4) == 32
     with pytest.raises(ValueError):

@@ -100,7 +100,10 @@ def parser() -> argparse.ArgumentParser:
                    help="timed passes over the folder, median (default 1)")
     t.add_argument("--batch-size", type=_positive,
                    help="default: translate's (1 on CPU, 4 on GPUs)")
-    t.add_argument("--tile", type=_positive, help="SR tile (default 256; 64 with --quick)")
+    t.add_argument("--tile", type=_positive,
+                   help="SR tile (default: translate's automatic one, 128 for x4; 64 with --quick)")
+    t.add_argument("--sr-size", type=_positive,
+                   help="side of the square SR input (default 4000; 256 with --quick)")
     t.add_argument("--tile-overlap", type=int, help="SR tile overlap (default: translate's)")
     t.add_argument("--sr-ext", help="SR output format (default: png, as the input)")
     p.add_argument("--compile", action="store_true",
@@ -144,7 +147,8 @@ def run(ns: argparse.Namespace, device: torch.device, precisions: list[str], wor
             else:
                 got, out[name] = sr_tiled(device, precisions, ns.quick, work,
                                           TOOLS / "translate.py",
-                                          ns.tile, ns.tile_overlap, batch_size, ns.sr_ext)
+                                          ns.tile, ns.tile_overlap, batch_size, ns.sr_ext,
+                                          ns.sr_size)
         except Exception as exc:  # noqa: BLE001 - one broken section must not hide the rest
             log(f"{name}: FAILED: {exc}")
             got, out[name] = [Row(f"{name} FAILED", "-", None, "", str(exc)[:300])], {

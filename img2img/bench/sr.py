@@ -82,11 +82,13 @@ def _translate(script: Path, ckpt: Path, src: Path, out: Path, device: torch.dev
 
 def sr_tiled(device: torch.device, precisions: list[str], quick: bool, workdir: Path,
              script: Path, tile: int | None = None, overlap: int | None = None,
-             batch_size: int = 4, ext: str | None = None) -> tuple[list[Row], dict[str, Any]]:
+             batch_size: int = 1, ext: str | None = None, size: int | None = None
+             ) -> tuple[list[Row], dict[str, Any]]:
     """Rows and results for upscaling a photo-like square PNG by 4 at each precision, plus
-    the floor: the same command on an 8x8 image (imports, model load, one tile)."""
-    size, channels = (256, 16) if quick else (4000, 64)
-    tile = tile or (64 if quick else 256)
+    the floor: the same command on an 8x8 image (imports, model load, one tile). ``tile``
+    None: translate's automatic tiling (128 for x4); ``size`` defaults to 4000."""
+    size, channels = (size or 256, 16) if quick else (size or 4000, 64)
+    tile = tile or (64 if quick else None)
     src = workdir / "sr_input" / f"photo_{size}.png"
     log(f"sr: writing a {size}x{size} PNG ...")
     write_image(src, photo_like(size, size, seed=4000))
@@ -95,7 +97,7 @@ def sr_tiled(device: torch.device, precisions: list[str], quick: bool, workdir: 
     kwargs = {"scale": 4, "channels": channels, "n_blocks": 16, "norm": "batch"}
     ckpt = write_random_checkpoint(workdir / "srresnet_x4.safetensors", "srresnet", kwargs,
                                    "srgan")
-    extra = ["--tile", str(tile), "--batch-size", str(batch_size)]
+    extra = ["--batch-size", str(batch_size)] + (["--tile", str(tile)] if tile else [])
     extra += ["--tile-overlap", str(overlap)] if overlap is not None else []
     extra += ["--ext", ext] if ext else []
     mp = size * size / 1e6
@@ -119,7 +121,8 @@ def sr_tiled(device: torch.device, precisions: list[str], quick: bool, workdir: 
             "floor_8x8_seconds": floor_s, "floor_8x8_peak_rss_mb": floor_mb}
         rows.append(Row("sr x4 tiled", p, seconds / mp, "s/MP",
                         f"{seconds:.1f} s for {size}x{size} -> {w}x{h} {written.suffix[1:]}; "
-                        f"srresnet x4 ({channels} ch), --tile {tile} --batch-size {batch_size}; "
+                        f"srresnet x4 ({channels} ch), --tile {tile or 'auto (128)'} "
+                        f"--batch-size {batch_size}; "
                         f"whole process (8x8 input: {floor_s:.1f} s)"))
         floor = f"{floor_mb:.0f}" if floor_mb is not None else "?"
         rows.append(Row("sr x4 tiled peak RSS", p, peak, "MB",

@@ -36,7 +36,7 @@ from img2img.inference.geotiff import (
     translate_geotiff,
     write_tiff_tiled,
 )
-from img2img.inference.tiling import TileOptions, translate_array_tiled
+from img2img.inference.tiling import TileOptions, translate_array_tiled, write_png_tiled
 from img2img.inference.translator import Translator
 
 
@@ -221,6 +221,10 @@ def translate_jobs(translator: Translator, jobs: list[Job], batch_size: int = 4,
                     if job.dst.suffix.lower() in TIFF_EXTENSIONS and rasterio_available():
                         write_tiff_tiled(translator, img, job.dst, tile, tiling.overlap,
                                          batch_size)
+                        report.done.append(job.dst)
+                    elif job.dst.suffix.lower() == ".png":
+                        write_png_tiled(translator, img, job.dst, tile, tiling.overlap,
+                                        batch_size)
                         report.done.append(job.dst)
                     else:
                         out = translate_array_tiled(translator, img, tile, tiling.overlap,

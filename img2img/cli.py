@@ -11,8 +11,14 @@ import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import fields
+from typing import TYPE_CHECKING
 
 from img2img.config import TrainConfig, TranslateConfig
+
+if TYPE_CHECKING:  # torch is imported only when a command runs
+    import torch
+
+    from img2img.engine.distributed import World
 
 log = logging.getLogger("img2img")
 
@@ -47,6 +53,8 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr", type=float, help="Adam lr (default 2e-4; 1e-4 for srgan)")
     g.add_argument("--beta1", type=float, help="Adam beta1 (default 0.5; 0.9 for srgan)")
     g.add_argument("--beta2", type=float, default=d.beta2)
+    g.add_argument("--sync-bn", action="store_true",
+                   help="under torchrun on GPUs: batch-norm statistics over all processes")
     g.add_argument("--stop-after", type=int,
                    help="stop this run after N steps, leaving a resumable checkpoint "
                         "(for time-limited job slots; continue with --resume)")
@@ -214,6 +222,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     try:
         trainer = Trainer(cfg, stop_after=ns.stop_after)
         out = trainer.run()
+        trainer.finish()
     except (RunExistsError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -221,42 +230,88 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         print("interrupted: the last saved checkpoint can be continued with --resume",
               file=sys.stderr)
         return EXIT_FAILED
-    print(f"done: {trainer.step}/{trainer.total} steps; checkpoints in {out}")
+    if trainer.world.is_main:
+        print(f"done: {trainer.step}/{trainer.total} steps; checkpoints in {out}")
     return EXIT_OK
 
 
 def translate_main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``img2img translate``."""
+    """Entry point of ``img2img translate``.
+
+    Under ``torchrun`` rank 0 plans the run and every rank translates its share of the file
+    list (``jobs[rank::world_size]``, each file exactly once); rank 0 prints the combined
+    summary and every rank exits with the combined status.
+    """
     ns = translate_parser().parse_args(argv)
     _setup_logging(ns.quiet)
+    from img2img.engine import distributed
+    from img2img.runtime import resolve_device
+
+    world = distributed.world_from_env()
+    try:
+        device = distributed.device_for(world, resolve_device(ns.device))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    distributed.init(world, device, backend="gloo")  # only small control messages travel
+    try:
+        return _translate(ns, world, device)
+    finally:
+        distributed.shutdown(world)
+
+
+def _translate(ns: argparse.Namespace, world: World, device: torch.device) -> int:
     from tqdm import tqdm
 
     from img2img.checkpoint import CheckpointError
-    from img2img.inference.folder import UsageError, plan, translate_jobs
+    from img2img.engine import distributed
+    from img2img.inference.folder import Report, UsageError, plan, translate_jobs
     from img2img.inference.geotiff import GeoOptions
     from img2img.inference.tiling import TileOptions
     from img2img.inference.translator import Translator
     from img2img.runtime import default_batch_size
 
+    usage = (UsageError, CheckpointError, FileNotFoundError, ValueError)
+    error, planned = None, ([], [])
     try:
         tiling = TileOptions(ns.tile, ns.tile_overlap, ns.max_pixels)
         geo = GeoOptions(ns.bands, ns.extra_bands, ns.data_range)
-        jobs, skipped = plan(ns.input, ns.output, ns.ext, ns.overwrite)
-        translator = Translator.from_checkpoint(ns.checkpoint, ns.device, ns.precision,
-                                                ns.dropout_at_test, compile=ns.compile)
-        geo.check_model(translator.meta.in_channels)
-    except (UsageError, CheckpointError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if world.is_main:  # one plan for all ranks: outputs appear while others would plan
+            planned = plan(ns.input, ns.output, ns.ext, ns.overwrite)
+    except usage as exc:
+        error = str(exc)
+    error, (jobs, skipped) = distributed.broadcast(world, (error, planned))
+    translator = None
+    if error is None:
+        try:
+            translator = Translator.from_checkpoint(ns.checkpoint, str(device), ns.precision,
+                                                    ns.dropout_at_test, compile=ns.compile)
+            geo.check_model(translator.meta.in_channels)
+        except usage as exc:
+            error = str(exc)
+    errors = [e for e in distributed.all_gather(world, error) if e]
+    if errors:
+        if world.is_main:
+            print(f"error: {errors[0]}", file=sys.stderr)
         return EXIT_USAGE
-    with tqdm(total=len(jobs), disable=ns.quiet, unit="img", dynamic_ncols=True) as bar:
+    mine = jobs[world.rank :: world.size]
+    quiet = ns.quiet or not world.is_main
+    with tqdm(total=len(mine), disable=quiet, unit="img", dynamic_ncols=True) as bar:
         batch_size = ns.batch_size or default_batch_size(translator.device)
-        report = translate_jobs(translator, jobs, batch_size, progress=bar.update,
+        report = translate_jobs(translator, mine, batch_size, progress=bar.update,
                                 tiling=tiling, geo=geo)
-    report.skipped.extend(skipped)
-    for src, reason in report.failed:
-        print(f"failed: {src}: {reason}", file=sys.stderr)
-    print(report.summary())
-    return EXIT_FAILED if report.failed else EXIT_OK
+    reports = distributed.all_gather(world, report)
+    total = Report(skipped=list(skipped))
+    for r in reports:
+        total.done += r.done
+        total.skipped += r.skipped
+        total.failed += r.failed
+    total.failed.sort(key=lambda x: str(x[0]))
+    if world.is_main:
+        for src, reason in total.failed:
+            print(f"failed: {src}: {reason}", file=sys.stderr)
+        print(total.summary() + (f" ({world.size} processes)" if world.distributed else ""))
+    return EXIT_FAILED if total.failed else EXIT_OK
 
 
 COMMANDS = {"train": train_main, "translate": translate_main}

@@ -70,6 +70,7 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "fp32"
     compile: bool = False
+    sync_bn: bool = False
     resume: bool = False
     save_every: int = 1000
     sample_every: int = 200

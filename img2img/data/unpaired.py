@@ -37,16 +37,33 @@ def domain_folder(root: str | Path, name: str) -> list[Path]:
 
 
 class CounterSampler(Sampler[int]):
-    """Yields ``start, start + 1, ...`` forever; the dataset maps a counter to a sample."""
+    """Yields sample counters forever; the dataset maps a counter to a sample.
 
-    def __init__(self, start: int = 0) -> None:
-        self.start = start
+    In one process: ``start, start + 1, ...``. With ``world_size`` processes (torchrun), the
+    global batch of step ``s`` is counters ``s * W * b .. (s + 1) * W * b - 1`` and rank ``r``
+    takes its ``r``-th slice of ``b = batch_size``; ``start`` counts this rank's samples
+    (``step * b``). So every sample is used once per epoch across the ranks, each epoch in a
+    new order (the dataset's permutation is a function of the epoch, which is what
+    ``DistributedSampler.set_epoch`` provides), and the ranks together see exactly the
+    batches a single process with batch ``W * b`` would, which is also what makes a resumed
+    distributed run continue bit-exactly.
+    """
+
+    def __init__(self, start: int = 0, rank: int = 0, world_size: int = 1,
+                 batch_size: int = 1) -> None:
+        if not 0 <= rank < world_size or batch_size < 1:
+            raise ValueError(f"bad sampler: rank {rank} of {world_size}, batch {batch_size}")
+        self.start, self.rank, self.world_size, self.batch_size = (start, rank, world_size,
+                                                                   batch_size)
 
     def __iter__(self) -> Iterator[int]:
-        k = self.start
+        b, w = self.batch_size, self.world_size
+        step, i = divmod(self.start, b)
         while True:
-            yield k
-            k += 1
+            yield (step * w + self.rank) * b + i
+            i += 1
+            if i == b:
+                i, step = 0, step + 1
 
 
 def _rng(*key: int) -> np.random.Generator:

@@ -19,6 +19,7 @@ from img2img.config import TrainConfig
 from img2img.data.convert import from_tensor
 from img2img.data.io import atomic_write_bytes, write_image
 from img2img.data.unpaired import CounterSampler
+from img2img.engine import distributed
 from img2img.engine.logs import LossLog
 from img2img.engine.state import RESUME_FILE, load_resume, rng_state, save_resume, set_rng_state
 from img2img.runtime import check_precision, resolve_device, seed_everything
@@ -34,11 +35,13 @@ class RunExistsError(RuntimeError):
     """The output folder already holds a run and ``--resume`` was not given."""
 
 
-def resolve_schedule(cfg: TrainConfig, dataset_len: int) -> tuple[int, int]:
+def resolve_schedule(cfg: TrainConfig, dataset_len: int, world_size: int = 1
+                     ) -> tuple[int, int]:
     """Total steps and the number of final steps over which the lr decays linearly to 0.
 
     ``--steps N`` decays over the last ``--decay-steps`` (default N // 2); ``--epochs N
-    --epochs-decay M`` runs N + M epochs, decaying over the last M (default M = N).
+    --epochs-decay M`` runs N + M epochs, decaying over the last M (default M = N). An
+    epoch is one pass over the data by all ``world_size`` processes together.
     """
     if cfg.steps is not None and cfg.epochs is not None:
         raise ValueError("give either --steps or --epochs, not both")
@@ -46,7 +49,7 @@ def resolve_schedule(cfg: TrainConfig, dataset_len: int) -> tuple[int, int]:
         total = cfg.steps
         decay = cfg.decay_steps if cfg.decay_steps is not None else total // 2
     else:
-        per_epoch = max(1, dataset_len // cfg.batch_size)
+        per_epoch = max(1, dataset_len // (cfg.batch_size * world_size))
         epochs = cfg.epochs if cfg.epochs is not None else DEFAULT_EPOCHS
         epochs_decay = cfg.epochs_decay if cfg.epochs_decay is not None else epochs
         total = (epochs + epochs_decay) * per_epoch
@@ -77,16 +80,23 @@ class Trainer:
         self.cfg = cfg
         self.stop_after = stop_after
         self.out = Path(cfg.out)
-        self.device = resolve_device(cfg.device)
+        self.world = distributed.world_from_env()
+        self.device = distributed.device_for(self.world, resolve_device(cfg.device))
         check_precision(cfg.precision, self.device)
-        seed_everything(cfg.seed)
+        if cfg.sync_bn and not self.world.distributed:
+            log.info("--sync-bn has no effect in a single process")
+        distributed.init(self.world, self.device)
+        seed_everything(cfg.seed)  # same seed everywhere: every rank starts from rank 0's weights
         cls = task_class(cfg.task)
         cls.apply_defaults(cfg)
         self.task = cls(cfg, self.device)
+        if self.world.distributed:
+            self.task.distribute(lambda net: distributed.wrap(net, self.device, cfg.sync_bn))
+            torch.manual_seed(cfg.seed + self.world.rank)  # own dropout noise per rank
         if cfg.compile:
             self.task.compile_networks()
         self.dataset = self.task.build_dataset()
-        self.total, self.decay = resolve_schedule(cfg, len(self.dataset))
+        self.total, self.decay = resolve_schedule(cfg, len(self.dataset), self.world.size)
         self.schedulers = {k: LambdaLR(opt, linear_decay(self.total, self.decay))
                            for k, opt in self.task.optimizers.items()}
         self.step = 0
@@ -94,34 +104,69 @@ class Trainer:
     # --- checkpoints --------------------------------------------------------------------
     def _prepare_out(self) -> None:
         resume_path = self.out / RESUME_FILE
+        # rank 0 looks at the folder; every rank gets the same verdict
+        exists = distributed.broadcast(self.world, resume_path.exists())
         if self.cfg.resume:
             self._load(resume_path)
-        elif resume_path.exists():
+        elif exists:
             raise RunExistsError(
                 f"{self.out} already holds a training run ({RESUME_FILE}); pass --resume to "
                 f"continue it or choose another --out"
             )
+        if not self.world.is_main:
+            return
         self.out.mkdir(parents=True, exist_ok=True)
         cfg = self.cfg.to_dict() | {"version": __version__, "total_steps": self.total,
                                     "decay_steps": self.decay, "device": str(self.device)}
         atomic_write_bytes(self.out / "config.json", json.dumps(cfg, indent=2).encode())
 
     def _load(self, path: Path) -> None:
-        state = load_resume(path)
+        # Rank 0 reads the file and sends it to the others (no shared filesystem needed).
+        state: Any = None
+        if self.world.is_main:
+            try:
+                state = load_resume(path)
+            except (FileNotFoundError, ValueError) as exc:
+                state = exc
+        state = distributed.broadcast(self.world, state)
+        if isinstance(state, Exception):
+            raise state
         if state.get("task") != self.cfg.task:
             raise ValueError(f"{path}: resume file is for task {state.get('task')!r}, "
                              f"not {self.cfg.task!r}")
         self.task.load_state_dict(state["task_state"])
         for k, sched in self.schedulers.items():
             sched.load_state_dict(state["schedulers"][k])
-        set_rng_state(state["rng"])
+        ranks = state.get("ranks") or []
+        if self.world.distributed and len(ranks) == self.world.size:
+            # each rank continues its own random streams and image pools
+            set_rng_state(ranks[self.world.rank]["rng"])
+            self.task.load_extra_state(ranks[self.world.rank]["extra"])
+        else:
+            if self.world.distributed or len(ranks) > 1:
+                log.warning("%s was written by %d process(es), this run has %d: random "
+                            "streams and image pools restart from rank 0's", path,
+                            max(1, len(ranks)), self.world.size)
+            set_rng_state(state["rng"])
         self.step = int(state["step"])
         log.info("resumed %s at step %d", path, self.step)
 
     def save(self) -> None:
-        """Write the inference generators and the resume file (each atomically)."""
+        """Write the inference generators and the resume file (each atomically); under
+        torchrun every rank takes part (its random state and image pools are gathered) and
+        rank 0 writes."""
+        ranks = None
+        if self.world.distributed:
+            ranks = distributed.gather(self.world, {
+                "rng": rng_state(), "extra": self.task.extra_state(),
+                "weight_sums": self._weight_sums()})
+            if not self.world.is_main:
+                return
+            if any(r["weight_sums"] != ranks[0]["weight_sums"] for r in ranks):
+                log.warning("the processes' weights differ (per-rank sums in %s): "
+                            "gradients were not synchronised", RESUME_FILE)
         for name, (net, meta) in self.task.exports().items():
-            save_generator(self.out / name, net, meta)
+            save_generator(self.out / name, distributed.unwrap(net), meta)
         save_resume(self.out / RESUME_FILE, {
             "version": __version__,
             "task": self.cfg.task,
@@ -129,8 +174,15 @@ class Trainer:
             "task_state": self.task.state_dict(),
             "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
             "rng": rng_state(),
+            "ranks": ranks or [],
+            "world_size": self.world.size,
             "config": self.cfg.to_dict(),
         })
+
+    def _weight_sums(self) -> dict[str, float]:
+        """Sum of every network's parameters (float64): equal on all ranks when in sync."""
+        return {k: float(sum(p.detach().double().sum() for p in net.parameters()))
+                for k, net in self.task.nets.items()}
 
     def _write_samples(self, batch: dict[str, Any]) -> Path:
         rows = self.task.sample_rows(batch)
@@ -148,7 +200,8 @@ class Trainer:
         return DataLoader(
             self.dataset,
             batch_size=cfg.batch_size,
-            sampler=CounterSampler(self.step * cfg.batch_size),
+            sampler=CounterSampler(self.step * cfg.batch_size, self.world.rank,
+                                   self.world.size, cfg.batch_size),
             num_workers=cfg.workers,
             pin_memory=self.device.type == "cuda",
             persistent_workers=False,
@@ -159,10 +212,11 @@ class Trainer:
         """Train until the schedule (or ``stop_after`` steps of this run) is done."""
         self._prepare_out()
         cfg = self.cfg
-        logs = LossLog(self.out, cfg.log_format, cfg.tensorboard)
+        main = self.world.is_main
+        logs = LossLog(self.out, cfg.log_format, cfg.tensorboard) if main else None
         end = self.total if self.stop_after is None else min(self.total,
                                                               self.step + self.stop_after)
-        bar = tqdm(total=self.total, initial=self.step, disable=cfg.quiet, unit="step",
+        bar = tqdm(total=self.total, initial=self.step, disable=cfg.quiet or not main, unit="step",
                    dynamic_ncols=True)
         self.task.train()
         try:
@@ -174,26 +228,37 @@ class Trainer:
                     sched.step()
                 self.step += 1
                 if self.step % cfg.log_every == 0 or self.step == end:
+                    losses = distributed.mean_over_ranks(self.world, losses)
                     skipped = self.task.skipped_steps
-                    logs.write(self.step, {"lr": lr, **losses, **(
-                        {"skipped_steps": skipped} if skipped else {})})
+                    if logs is not None:
+                        logs.write(self.step, {"lr": lr, **losses, **(
+                            {"skipped_steps": skipped} if skipped else {})})
                 bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
                 bar.update(1)
-                if cfg.sample_every and self.step % cfg.sample_every == 0:
+                if main and cfg.sample_every and self.step % cfg.sample_every == 0:
                     self._write_samples(batch)
                 if cfg.save_every and self.step % cfg.save_every == 0 and self.step < end:
                     self.save()
                 if self.step >= end:
-                    if not (cfg.sample_every and self.step % cfg.sample_every == 0):
+                    if main and not (cfg.sample_every and self.step % cfg.sample_every == 0):
                         self._write_samples(batch)
                     break
             self.save()
         finally:
             bar.close()
-            logs.close()
+            if logs is not None:
+                logs.close()
         return self.out
+
+
+    def finish(self) -> None:
+        """Leave the torchrun process group (every rank waits for rank 0's last writes)."""
+        distributed.shutdown(self.world)
 
 
 def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
     """Train with ``cfg``; returns the output folder. See :class:`Trainer`."""
-    return Trainer(cfg, stop_after).run()
+    trainer = Trainer(cfg, stop_after)
+    out = trainer.run()
+    trainer.finish()
+    return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -55,6 +56,8 @@ class Task:
         self._arch: dict[str, tuple[str, dict[str, Any]]] = {}
         self._scalers: dict[str, torch.amp.GradScaler] = {}
         self.skipped_steps = 0
+        # Under torchrun: this process's rank (per-process state such as image pools uses it)
+        self.rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
 
     # --- to implement -------------------------------------------------------------------
     def build_dataset(self) -> Dataset:
@@ -125,6 +128,21 @@ class Task:
             return torch.optim.Adam(params, fused=True, **kwargs)
         except RuntimeError:  # device without a fused kernel
             return torch.optim.Adam(params, foreach=True, **kwargs)
+
+    def distribute(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
+        """Send the forward passes of every trained network through ``wrap(net)`` (DDP).
+
+        Attributes that hold a trained network (``self.g_a2b``, ...) are replaced by its
+        wrapper; ``self.nets`` keeps the plain modules, so state dicts, exports and resume
+        files are the same as in a single process.
+        """
+        trained = {id(p) for opt in self.optimizers.values()
+                   for group in opt.param_groups for p in group["params"]}
+        wrapped = {id(net): wrap(net) for net in self.nets.values()
+                   if any(id(p) in trained for p in net.parameters())}
+        for name, value in list(vars(self).items()):
+            if id(value) in wrapped:
+                setattr(self, name, wrapped[id(value)])
 
     def compile_networks(self) -> None:
         """``torch.compile`` every network in place (``--compile``); parameters, state_dict

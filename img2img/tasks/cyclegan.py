@@ -43,8 +43,9 @@ class CycleGANTask(Task):
         self.optimizers["G"] = self.adam(self.g_a2b, self.g_b2a)
         self.optimizers["D"] = self.adam(self.d_a, self.d_b)
         self.gan_loss = GANLoss(cfg.gan_mode)
-        self.pool_a = ImagePool(cfg.pool_size, seed=cfg.seed + 1)
-        self.pool_b = ImagePool(cfg.pool_size, seed=cfg.seed + 2)
+        # one pool per process (under torchrun each rank draws its own history)
+        self.pool_a = ImagePool(cfg.pool_size, seed=cfg.seed + 1 + 1000 * self.rank)
+        self.pool_b = ImagePool(cfg.pool_size, seed=cfg.seed + 2 + 1000 * self.rank)
 
     def build_dataset(self) -> Dataset:
         c = self.cfg

@@ -204,7 +204,7 @@ class Trainer:
                                    self.world.size, cfg.batch_size),
             num_workers=cfg.workers,
             pin_memory=self.device.type == "cuda",
-            persistent_workers=False,
+            persistent_workers=cfg.workers > 0,
             generator=torch.Generator().manual_seed(cfg.seed),
         )
 

@@ -124,3 +124,16 @@ def test_two_process_translate_covers_every_file_once(tmp_path: Path) -> None:
     again = torchrun("translate.py", "--checkpoint", model, "--input", src, "--output", out,
                      "--device", "cpu", "--quiet")
     assert again.stdout.count("0 translated, 9 skipped (output exists), 1 failed") == 1
+
+
+def test_single_process_run_resumes_under_torchrun(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "mixed"
+    args = ["--data", str(data), "--out", str(out), "--steps", "3", "--batch-size", "1", *TRAIN]
+    assert train_main([*args, "--stop-after", "1"]) == 0
+    proc = torchrun("train.py", *args, "--resume")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = load_resume(out / RESUME_FILE)
+    assert state["step"] == 3 and state["world_size"] == 2
+    assert "written by 1 process(es), this run has 2" in proc.stderr
+    net, _ = load_generator(out / "G_A2B.safetensors")  # loads in this single process
+    assert set(net.state_dict()) == set(load_file(str(out / "G_A2B.safetensors")))

@@ -92,7 +92,8 @@ class Trainer:
         self.task = cls(cfg, self.device)
         if self.world.distributed:
             self.task.distribute(lambda net: distributed.wrap(net, self.device, cfg.sync_bn))
-            torch.manual_seed(cfg.seed + self.world.rank)  # own dropout noise per rank
+            if self.world.rank > 0:  # own dropout noise per rank; rank 0 = a single process
+                torch.manual_seed(cfg.seed + self.world.rank)
         if cfg.compile:
             self.task.compile_networks()
         self.dataset = self.task.build_dataset()

@@ -31,7 +31,7 @@ DEFAULT_OVERLAP, EXTRA_BANDS = 32, ("bicubic", "drop")
 def _common(p: argparse.ArgumentParser, batch_size: int | None, batch_help: str) -> None:
     p.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N|mps (default auto)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
-    p.add_argument("--batch-size", type=_positive_int, default=batch_size, help=batch_help)
+    p.add_argument("--batch-size", type=positive_int, default=batch_size, help=batch_help)
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the networks (slow first step; on CPU it needs a C++ "
                         "compiler and pays off with --precision bf16)")
@@ -140,13 +140,13 @@ def translate_parser() -> argparse.ArgumentParser:
         "untiled output when the network's receptive-field radius is at most overlap/2 "
         "(not for instance-norm models, which normalise every tile on its own). Large "
         "images run one at a time, never batched with others.")
-    t.add_argument("--tile", type=_positive_int, metavar="N",
+    t.add_argument("--tile", type=positive_int, metavar="N",
                    help="always tile, N input pixels per tile (default: tile only images "
                         "larger than --max-pixels)")
     t.add_argument("--tile-overlap", type=_non_negative_int, default=DEFAULT_OVERLAP,
                    metavar="M", help="input pixels of context on each side of a tile; "
                                      f"seams are blended over M pixels (default {DEFAULT_OVERLAP})")
-    t.add_argument("--max-pixels", type=_positive_int, metavar="P",
+    t.add_argument("--max-pixels", type=positive_int, metavar="P",
                    help="tile images with more than P input pixels, with tiles of half the "
                         "side of a P-pixel square (32-512); default 2048*2048 divided by the "
                         "model's scale squared (2048x2048 for translation, 512x512 for x4 SR)")
@@ -170,7 +170,8 @@ def translate_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")

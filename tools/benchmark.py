@@ -42,6 +42,7 @@ from img2img.bench.common import Row, format_table, log, machine_info  # noqa: E
 from img2img.bench.sr import sr_tiled  # noqa: E402
 from img2img.bench.train import TASKS, train_steps  # noqa: E402
 from img2img.bench.translate import translation  # noqa: E402
+from img2img.cli import positive_int  # noqa: E402
 from img2img.runtime import (  # noqa: E402
     PRECISIONS,
     check_precision,
@@ -63,13 +64,6 @@ def _choices(allowed: Sequence[str]) -> Callable[[str], list[str]]:
     return parse
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
 def parser() -> argparse.ArgumentParser:
     """The benchmark's flags."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -85,24 +79,25 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help="CI-sized inputs: 64x64 train crops, ngf 16, 8 images of 128x128, "
                         "SR of 256x256 with tile 64")
-    p.add_argument("--repeats", type=_positive, default=3, help="timed steps (median; default 3)")
+    p.add_argument("--repeats", type=positive_int, default=3,
+                   help="timed steps (median; default 3)")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps first (default 1)")
-    p.add_argument("--threads", type=_positive, help="torch.set_num_threads (default: torch's)")
+    p.add_argument("--threads", type=positive_int, help="torch.set_num_threads (default: torch's)")
     p.add_argument("--json", default="benchmark.json", help="output file (default %(default)s)")
     t = p.add_argument_group("translate and sr")
     t.add_argument("--images", help="folder of real photos to crop to 512x512 (default: "
                                     "generated photo-like images)")
     t.add_argument("--checkpoint", help="trained generator for the translation benchmark "
                                         "(default: a random-weight resnet_9blocks)")
-    t.add_argument("--num-images", type=_positive, help="images to translate (default 16; "
+    t.add_argument("--num-images", type=positive_int, help="images to translate (default 16; "
                                                         "8 with --quick)")
-    t.add_argument("--passes", type=_positive, default=1,
+    t.add_argument("--passes", type=positive_int, default=1,
                    help="timed passes over the folder, median (default 1)")
-    t.add_argument("--batch-size", type=_positive,
+    t.add_argument("--batch-size", type=positive_int,
                    help="default: translate's (1 on CPU, 4 on GPUs)")
-    t.add_argument("--tile", type=_positive,
+    t.add_argument("--tile", type=positive_int,
                    help="SR tile (default: translate's automatic one, 128 for x4; 64 with --quick)")
-    t.add_argument("--sr-size", type=_positive,
+    t.add_argument("--sr-size", type=positive_int,
                    help="side of the square SR input (default 4000; 256 with --quick)")
     t.add_argument("--tile-overlap", type=int, help="SR tile overlap (default: translate's)")
     t.add_argument("--sr-ext", help="SR output format (default: png, as the input)")

@@ -125,15 +125,17 @@ def _measure(spec: Spec, device: torch.device, precision: str, repeats: int, war
     batch = make_batch(spec, device)
     if spec.label not in flops:
         flops[spec.label] = count_flops(task, batch)
-    first = time.perf_counter()
-    task.train_step(batch)
-    first = time.perf_counter() - first
-    warmup = max(warmup, 3) if compiled else warmup
+    first: dict[str, float] = {}
+    if compiled:  # the first call compiles: time it on its own, then two more untimed steps
+        start = time.perf_counter()
+        task.train_step(batch)
+        first["first_step_s"] = time.perf_counter() - start
+        warmup = max(warmup, 2)
     times = time_calls(partial(task.train_step, batch), repeats, warmup, synchronizer(device))
     step = median(times)
     gflop = flops[spec.label] / 1e9
     res = {"task": spec.label, "precision": label(precision, compiled),
-           "compiled": compiled, "first_step_s": first, "config": spec.describe,
+           "compiled": compiled, **first, "config": spec.describe,
            "step_s": step, "step_times_s": times, "gflop_per_step": gflop,
            "gflops": gflop / step, "notes": spec.notes}
     if profile:

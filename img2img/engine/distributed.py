@@ -66,12 +66,6 @@ def shutdown(world: World) -> None:
         dist.destroy_process_group()
 
 
-def barrier(world: World) -> None:
-    """Wait for every rank."""
-    if world.distributed:
-        dist.barrier()
-
-
 def broadcast(world: World, obj: Any) -> Any:
     """Rank 0's ``obj`` on every rank (pickled; for small control data)."""
     if not world.distributed:

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from .norm import norm_layer, uses_bias
 from .pad import ReflectionPad2d
 from .registry import register_generator
+from .winograd import Conv3x3
 
 UPSAMPLE_KINDS = ("transpose", "resize")
 
@@ -23,7 +24,7 @@ class ResidualBlock(nn.Module):
         bias = uses_bias(norm)
         layers: list[nn.Module] = [
             ReflectionPad2d(1),
-            nn.Conv2d(channels, channels, kernel_size=3, bias=bias),
+            Conv3x3(channels, channels, bias=bias),
             norm_layer(norm, channels),
             nn.ReLU(inplace=True),
         ]
@@ -31,7 +32,7 @@ class ResidualBlock(nn.Module):
             layers.append(nn.Dropout(0.5))
         layers += [
             ReflectionPad2d(1),
-            nn.Conv2d(channels, channels, kernel_size=3, bias=bias),
+            Conv3x3(channels, channels, bias=bias),
             norm_layer(norm, channels),
         ]
         self.block = nn.Sequential(*layers)

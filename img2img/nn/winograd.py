@@ -1,0 +1,175 @@
+"""3x3 convolution by Winograd's minimal filtering, F(4x4, 3x3), for fp32 on the CPU.
+
+oneDNN's direct fp32 convolution is already near the CPU's multiply-add ceiling, so the
+only way to make the residual blocks (83% of a CycleGAN step's FLOPs) faster in fp32 is
+to do fewer multiplications. F(4x4, 3x3) computes each 4x4 output tile from a 6x6 input
+tile with 36 multiplications per channel pair instead of 144: the input and the filter
+are transformed (``B^T d B``, ``G g G^T``), multiplied position by position -- 36 matrix
+products over the channels, done as one ``bmm`` -- and transformed back (``A^T m A``),
+using the matrices of Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks"
+(2016). The backward pass stays in the transformed domain too: the input gradient is the
+same algorithm applied to the padded output gradient with the flipped, transposed filter,
+and the filter gradient is a ``bmm`` of transformed tensors.
+
+The layer is an ``nn.Conv2d`` (same parameters, same state dict) that uses this path only
+where it measured faster (``use_winograd``): fp32 tensors on the CPU, no autocast, not
+under ``torch.compile``, stride 1, no dilation or groups, and at least
+``MIN_CHANNELS`` channels in and out. Results differ from direct convolution by float
+rounding (relative error ~1e-5 of the output's range); everywhere else it is
+``nn.Conv2d``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+MIN_CHANNELS = 128
+_enabled = True
+
+
+@contextlib.contextmanager
+def direct() -> Iterator[None]:
+    """Within this block every ``Conv3x3`` is a plain direct convolution (for FLOP counts
+    and comparisons)."""
+    global _enabled
+    saved, _enabled = _enabled, False
+    try:
+        yield
+    finally:
+        _enabled = saved
+
+
+_BT = [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+       [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]]
+_G = [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+      [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]]
+_AT = [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]]
+
+
+def _matrices(dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """The 2-D transforms: input as a (36,1,6,6) conv kernel, filter (36,9), output (16,36)."""
+    bt, g, at = (torch.tensor(m, dtype=torch.float64) for m in (_BT, _G, _AT))
+    kin = torch.einsum("ai,bj->abij", bt, bt).reshape(36, 1, 6, 6)
+    kw = torch.einsum("ai,bj->abij", g, g).reshape(36, 9)
+    kout = torch.einsum("ia,jb->ijab", at, at).reshape(16, 36)
+    return tuple(m.to(dtype=dtype, device=device).contiguous() for m in (kin, kw, kout))
+
+
+_CACHE: dict[tuple[torch.dtype, torch.device], tuple[Tensor, Tensor, Tensor]] = {}
+
+
+def _get(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    key = (x.dtype, x.device)
+    if key not in _CACHE:
+        _CACHE[key] = _matrices(*key)
+    return _CACHE[key]
+
+
+def _input_tiles(x: Tensor, th: int, tw: int) -> Tensor:
+    """(N,C,H,W) -> transformed 6x6 tiles (36, C, N*th*tw); zero-pads bottom/right to fit."""
+    kin = _get(x)[0]
+    n, c, h, w = x.shape
+    ph, pw = 4 * th + 2 - h, 4 * tw + 2 - w
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph))
+    v = F.conv2d(x.reshape(n * c, 1, 4 * th + 2, 4 * tw + 2), kin, stride=4)
+    v = v.reshape(n, c, 36, th * tw).permute(2, 1, 0, 3).contiguous()
+    return v.view(36, c, n * th * tw)
+
+
+def _filter_tiles(weight: Tensor) -> Tensor:
+    """(K,C,3,3) -> transformed filters (36, K, C)."""
+    k, c = weight.shape[:2]
+    return (_get(weight)[1] @ weight.reshape(k * c, 9).t()).view(36, k, c)
+
+
+def _untile(m: Tensor, n: int, th: int, tw: int, h: int, w: int) -> Tensor:
+    """Products (36, K, N*th*tw) -> output (N, K, h, w)."""
+    kout = _get(m)[2]
+    k = m.shape[1]
+    y = (kout @ m.view(36, -1)).view(4, 4, k, n, th, tw).permute(3, 2, 4, 0, 5, 1)
+    y = y.reshape(n, k, 4 * th, 4 * tw)
+    return y[:, :, :h, :w] if (h, w) != (4 * th, 4 * tw) else y
+
+
+def _tiles_of(x: Tensor) -> tuple[int, int, int, int]:
+    """Output size (h, w) and tile counts (th, tw) of a valid 3x3 conv of x."""
+    h, w = x.shape[-2] - 2, x.shape[-1] - 2
+    return h, w, -(-h // 4), -(-w // 4)
+
+
+def _forward(x: Tensor, u: Tensor) -> Tensor:
+    """Valid 3x3 correlation of x with the filters transformed into u, like ``F.conv2d``."""
+    h, w, th, tw = _tiles_of(x)
+    return _untile(torch.bmm(u, _input_tiles(x, th, tw)), x.shape[0], th, tw, h, w)
+
+
+class _Winograd3x3(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor) -> Tensor:  # type: ignore[override]
+        # Transforming the filters takes ~1 ms for 256x256 channels, so they are not cached.
+        u = _filter_tiles(weight)
+        h, w, th, tw = _tiles_of(x)
+        v = _input_tiles(x, th, tw)
+        # The transformed input (2.25x the size of x) is kept for the filter gradient
+        # instead of x: recomputing it would cost a fifth of the backward pass.
+        ctx.save_for_backward(weight, v if ctx.needs_input_grad[1] else None)
+        ctx.in_shape = x.shape
+        return _untile(torch.bmm(u, v), x.shape[0], th, tw, h, w)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        weight, v = ctx.saved_tensors
+        grad = grad.contiguous()
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:
+            # Full correlation with the flipped, transposed filter, by the same algorithm.
+            u_t = _filter_tiles(weight.flip(2, 3).transpose(0, 1))
+            grad_x = _forward(F.pad(grad, (2, 2, 2, 2)), u_t)
+        if ctx.needs_input_grad[1]:
+            n, k, h, w = grad.shape
+            th, tw = -(-h // 4), -(-w // 4)
+            g = F.pad(grad, (0, 4 * tw - w, 0, 4 * th - h)) if (h % 4 or w % 4) else grad
+            g = g.view(n, k, th, 4, tw, 4).permute(3, 5, 1, 0, 2, 4).reshape(16, -1)
+            gm = (_get(grad)[2].t() @ g).view(36, k, n * th * tw)
+            gu = torch.bmm(gm, v.transpose(1, 2))  # (36, K, C)
+            c = ctx.in_shape[1]
+            grad_w = (_get(grad)[1].t() @ gu.view(36, k * c)).t().reshape(k, c, 3, 3)
+        return grad_x, grad_w
+
+
+def use_winograd(x: Tensor, conv: nn.Conv2d) -> bool:
+    """Whether ``conv`` on ``x`` takes the Winograd path (see the module docstring)."""
+    kind = x.device.type
+    return (
+        _enabled and kind == "cpu"
+        and x.dtype == torch.float32 and conv.weight.dtype == torch.float32
+        and conv.kernel_size == (3, 3) and conv.stride == (1, 1) and conv.dilation == (1, 1)
+        and conv.groups == 1 and conv.padding_mode == "zeros" and isinstance(conv.padding, tuple)
+        and min(conv.in_channels, conv.out_channels) >= MIN_CHANNELS
+        and not torch.is_autocast_enabled(kind) and not torch.compiler.is_compiling()
+    )
+
+
+class Conv3x3(nn.Conv2d):
+    """``nn.Conv2d`` with a 3x3 kernel that runs as Winograd F(4x4,3x3) where that is faster."""
+
+    def __init__(self, in_channels: int, out_channels: int, padding: int = 0,
+                 bias: bool = True) -> None:
+        super().__init__(in_channels, out_channels, kernel_size=3, padding=padding, bias=bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not use_winograd(x, self):
+            return super().forward(x)
+        ph, pw = self.padding
+        if ph or pw:
+            x = F.pad(x, (pw, pw, ph, ph))
+        y = _Winograd3x3.apply(x, self.weight)
+        if self.bias is not None:
+            y = y + self.bias.view(1, -1, 1, 1)
+        return y

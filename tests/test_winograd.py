@@ -1,0 +1,112 @@
+"""Winograd 3x3 convolution: same results and gradients as direct convolution, same
+parameters, and the direct path wherever Winograd is not used."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from img2img.nn import winograd
+from img2img.nn.resnet import ResidualBlock, resnet_9blocks
+from img2img.nn.winograd import Conv3x3, use_winograd
+
+C = winograd.MIN_CHANNELS
+
+
+def _close(a: torch.Tensor, b: torch.Tensor, rel: float = 2e-5) -> None:
+    err = (a - b).abs().max().item()
+    assert err <= rel * b.abs().max().item(), f"max error {err} vs range {b.abs().max().item()}"
+
+
+@pytest.mark.parametrize(("n", "h", "w", "padding", "bias"), [
+    (1, 8, 8, 0, False), (2, 9, 13, 0, True), (1, 5, 7, 1, True), (3, 4, 11, 1, False),
+])
+def test_matches_direct_convolution_and_its_gradients(n, h, w, padding, bias):
+    torch.manual_seed(0)
+    conv = Conv3x3(C, C + 16, padding=padding, bias=bias)
+    x = torch.randn(n, C, h, w, requires_grad=True)
+    assert use_winograd(x, conv)
+    y = conv(x)
+    ref_x = x.detach().clone().requires_grad_()
+    ref = F.conv2d(ref_x, conv.weight, conv.bias, padding=padding)
+    assert y.shape == ref.shape
+    _close(y, ref)
+    grad = torch.randn_like(ref)
+    y.backward(grad)
+    got = [x.grad, conv.weight.grad] + ([conv.bias.grad] if bias else [])
+    ref_params = [conv.weight] + ([conv.bias] if bias else [])
+    want = torch.autograd.grad(ref, [ref_x, *ref_params], grad)
+    for g, r in zip(got, want, strict=True):
+        _close(g, r)
+
+
+def test_backward_passes_gradcheck_in_double_precision():
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 7, 6, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(2, 3, 3, 3, dtype=torch.float64, requires_grad=True)
+
+    def f(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return winograd._Winograd3x3.apply(x, weight)
+
+    assert torch.autograd.gradcheck(f, (x, weight))
+
+
+def test_same_parameters_as_conv2d_and_loads_its_state_dict():
+    torch.manual_seed(0)
+    plain = nn.Conv2d(C, C, 3, padding=1)
+    conv = Conv3x3(C, C, padding=1)
+    assert list(conv.state_dict()) == list(plain.state_dict())
+    conv.load_state_dict(plain.state_dict())
+    x = torch.randn(1, C, 12, 12)
+    with torch.no_grad():
+        _close(conv(x), plain(x))
+
+
+def test_trains_after_inference_and_follows_optimiser_steps_and_loads():
+    torch.manual_seed(0)
+    conv = Conv3x3(C, C)
+    x = torch.randn(1, C, 10, 10)
+    with torch.inference_mode():
+        conv(x)
+    opt = torch.optim.Adam(conv.parameters(), lr=0.5)
+    conv(x).square().mean().backward()
+    opt.step()
+    with torch.no_grad():
+        _close(conv(x), F.conv2d(x, conv.weight, conv.bias))
+        conv.load_state_dict({"weight": torch.randn_like(conv.weight), "bias": conv.bias})
+        _close(conv(x), F.conv2d(x, conv.weight, conv.bias))
+
+
+def test_direct_path_where_winograd_is_not_used():
+    torch.manual_seed(0)
+    conv = Conv3x3(C, C, padding=1)
+    x = torch.randn(1, C, 8, 8)
+    small = Conv3x3(C // 2, C // 2)
+    assert not use_winograd(torch.randn(1, C // 2, 8, 8), small)
+    assert not use_winograd(x.double(), conv.double())
+    conv.float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not use_winograd(x, conv)
+        torch.testing.assert_close(conv(x), F.conv2d(x, conv.weight, conv.bias, padding=1))
+    with winograd.direct():
+        assert not use_winograd(x, conv)
+    assert use_winograd(x, conv)
+
+
+def test_residual_block_and_generator_agree_with_direct_convolution():
+    torch.manual_seed(0)
+    block = ResidualBlock(C)
+    x = torch.randn(2, C, 12, 12)
+    with torch.no_grad():
+        fast = block(x)
+        with winograd.direct():
+            _close(fast, block(x))
+    gen = resnet_9blocks(3, 3, ngf=C // 4)  # 128 channels in the residual blocks
+    img = torch.rand(1, 3, 36, 44) * 2 - 1
+    with torch.no_grad():
+        fast = gen(img)
+        with winograd.direct():
+            slow = gen(img)
+    assert (fast - slow).abs().max().item() < 1e-4

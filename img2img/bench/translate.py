@@ -4,7 +4,8 @@ Three ways over the same folder of 512x512 JPEGs with one checkpoint, by default
 random-weight ``resnet_9blocks`` (loaded through ``Translator.from_checkpoint``, as the CLI
 does):
 
-- baseline: ``read_image -> translator(img) -> write_image``, one image at a time, fp32;
+- baseline: ``read_image -> translator(img) -> write_image``, one image at a time, fp32,
+  with PyTorch's own convolutions (``winograd.direct()``: what a plain loop would run);
 - folder: the toolkit's path, ``plan`` + ``translate_jobs`` (background reads and writes,
   batches), at each requested precision;
 - model-only: ``translate_tensor`` on pre-decoded batches (no decode, encode or files).
@@ -32,7 +33,7 @@ from img2img.data.scan import list_images
 from img2img.data.transforms import as_channels
 from img2img.inference.folder import plan, translate_jobs
 from img2img.inference.translator import Translator
-from img2img.nn import build_generator, init_weights
+from img2img.nn import build_generator, init_weights, winograd
 
 # where along the long side a square crop of a real photo starts (one per reuse of the photo)
 _CROP_POSITIONS = (0.5, 0.0, 1.0, 0.25, 0.75)
@@ -161,14 +162,15 @@ def translation(device: torch.device, precisions: list[str], quick: bool, workdi
             f"{model}")
     log("translate: baseline (per-image fp32 loop) ...")
     base_tr = Translator.from_checkpoint(ckpt, str(device), "fp32")
-    base_tr(read_image(paths[0]))  # warm-up
-    runs = [_baseline(base_tr, paths, workdir / "out_baseline") for _ in range(passes)]
+    with winograd.direct():
+        base_tr(read_image(paths[0]))  # warm-up
+        runs = [_baseline(base_tr, paths, workdir / "out_baseline") for _ in range(passes)]
     base_s = median([r[0] for r in runs])
     phases, ref = runs[0][1], runs[0][2]
     ref_arr = np.stack(ref).astype(np.int16)
     base_ips = count / base_s
     rows = [Row("translate baseline loop", "fp32", base_ips, "img/s",
-                f"read->translate->write per image; {what}; time split: "
+                f"read->translate->write per image, direct convs; {what}; time split: "
                 + ", ".join(f"{k} {100 * v / runs[0][0]:.0f}%" for k, v in phases.items()))]
     result: dict[str, Any] = {"images": count, "size": size, "source": images or "photo-like",
                               "batch_size": batch_size, "passes": passes,

@@ -266,7 +266,8 @@ def _translate(ns: argparse.Namespace, world: World, device: torch.device) -> in
 
     from img2img.checkpoint import CheckpointError
     from img2img.engine import distributed
-    from img2img.inference.folder import Report, UsageError, plan, translate_jobs
+    from img2img.errors import UsageError
+    from img2img.inference.folder import Report, plan, translate_jobs
     from img2img.inference.geotiff import GeoOptions
     from img2img.inference.tiling import TileOptions
     from img2img.inference.translator import Translator

@@ -53,9 +53,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import cv2
-import numpy as np
-
 from img2img import __version__
 from img2img.data.io import (
     IMAGE_EXTENSIONS,
@@ -65,6 +62,7 @@ from img2img.data.io import (
     decode_image,
     write_image,
 )
+from img2img.data.resize import resize_short_side
 from img2img.data.scan import is_image_path
 from img2img.data.sources import Source, UsageError, read_labels, resolve_source
 
@@ -193,18 +191,6 @@ class BuildReport:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def resize_short_side(img: np.ndarray, size: int) -> np.ndarray:
-    """Resize HxWxC so the shorter side is ``size`` (INTER_AREA down, INTER_CUBIC up)."""
-    h, w = img.shape[:2]
-    scale = size / min(h, w)
-    nh, nw = (size, max(1, round(w * scale))) if h <= w else (max(1, round(h * scale)), size)
-    if (nh, nw) == (h, w):
-        return img
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
-    out = cv2.resize(img, (nw, nh), interpolation=interp)
-    return out[:, :, None] if out.ndim == 2 else out
 
 
 def unique_names(names: list[str]) -> list[str]:

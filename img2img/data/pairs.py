@@ -19,11 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-import cv2
 import numpy as np
 
 from img2img.data.io import ImageIOError, read_image, write_image
+from img2img.data.resize import resize_short_side, resize_to_height
 from img2img.data.scan import list_images
+from img2img.errors import UsageError
 
 __all__ = [
     "CombineJob",
@@ -48,10 +49,6 @@ __all__ = [
 ]
 
 Progress = Callable[[int], None]
-
-
-class UsageError(ValueError):
-    """The request itself is wrong (missing folders, output over input, nothing to do)."""
 
 
 # --------------------------------------------------------------------------- arrays
@@ -98,30 +95,6 @@ def match_format(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         a, b = (x.astype(np.uint16) * 257 if x.dtype == np.uint8 else x for x in (a, b))
     channels = max(a.shape[2], b.shape[2])
     return _channels(a, channels), _channels(b, channels)
-
-
-def _resize(img: np.ndarray, width: int, height: int) -> np.ndarray:
-    """cv2.resize keeping HxWxC: INTER_AREA to shrink, INTER_CUBIC to enlarge."""
-    h, w = img.shape[:2]
-    if (w, h) == (width, height):
-        return img
-    shrink = width * height < w * h
-    out = cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA if shrink
-                     else cv2.INTER_CUBIC)
-    return out[:, :, None] if out.ndim == 2 else out
-
-
-def resize_to_height(img: np.ndarray, height: int) -> np.ndarray:
-    """Resize to ``height`` keeping the aspect ratio (INTER_AREA down, INTER_CUBIC up)."""
-    h, w = img.shape[:2]
-    return _resize(img, max(1, round(w * height / h)), height)
-
-
-def resize_short_side(img: np.ndarray, size: int) -> np.ndarray:
-    """Resize so the shorter side is ``size`` keeping the aspect ratio."""
-    h, w = img.shape[:2]
-    scale = size / min(h, w)
-    return _resize(img, max(1, round(w * scale)), max(1, round(h * scale)))
 
 
 def join_pair(a: np.ndarray, b: np.ndarray, resize_b: bool = False) -> np.ndarray:

@@ -1,4 +1,6 @@
-"""MATLAB-compatible bicubic resizing (``imresize(img, [h w], 'bicubic')``).
+"""Resizing: MATLAB-compatible bicubic (``imresize(img, [h w], 'bicubic')``) for SR data, and
+aspect-keeping OpenCV resizes for the dataset tools (:func:`resize_short_side`,
+:func:`resize_to_height`: ``INTER_AREA`` to shrink, ``INTER_CUBIC`` to enlarge).
 
 The super-resolution literature makes its low-resolution images and its bicubic baselines
 with MATLAB's ``imresize``: Keys' cubic kernel with ``a = -0.5``, antialiased when shrinking
@@ -22,10 +24,13 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 from PIL import Image
 
-__all__ = ["bicubic_resize", "downscale", "modcrop"]
+__all__ = [
+    "bicubic_resize", "cv_resize", "downscale", "modcrop", "resize_short_side", "resize_to_height",
+]
 
 _INT_RANGES = {np.dtype(np.uint8): 255, np.dtype(np.uint16): 65535}
 
@@ -90,3 +95,28 @@ def downscale(img: np.ndarray, scale: int) -> np.ndarray:
     """
     hr = modcrop(img, scale)
     return bicubic_resize(hr, hr.shape[1] // scale, hr.shape[0] // scale)
+
+
+def cv_resize(img: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``cv2.resize`` keeping HxWxC: INTER_AREA to shrink, INTER_CUBIC to enlarge."""
+    h, w = img.shape[:2]
+    if (w, h) == (width, height):
+        return img
+    shrink = width * height < w * h
+    out = cv2.resize(img, (width, height),
+                     interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+    return out[:, :, None] if out.ndim == 2 else out
+
+
+def resize_to_height(img: np.ndarray, height: int) -> np.ndarray:
+    """Resize to ``height`` keeping the aspect ratio."""
+    h, w = img.shape[:2]
+    return cv_resize(img, max(1, round(w * height / h)), height)
+
+
+def resize_short_side(img: np.ndarray, size: int) -> np.ndarray:
+    """Resize so the shorter side is exactly ``size``, keeping the aspect ratio."""
+    h, w = img.shape[:2]
+    scale = size / min(h, w)
+    nh, nw = (size, max(1, round(w * scale))) if h <= w else (max(1, round(h * scale)), size)
+    return cv_resize(img, nw, nh)

@@ -23,14 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from img2img.data.scan import expand_inputs, is_image_path, list_images
+from img2img.errors import UsageError
 
 __all__ = ["Source", "UsageError", "read_labels", "read_list_file", "resolve_source"]
 
 _MAGIC = re.compile(r"[*?[]")
-
-
-class UsageError(ValueError):
-    """The request itself is wrong (missing source, bad column, output over input, ...)."""
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ import numpy as np
 
 from img2img.data.io import ImageReadError, read_image, write_image
 from img2img.data.scan import expand_inputs
+from img2img.errors import UsageError
 from img2img.inference.geotiff import (
     TIFF_EXTENSIONS,
     GeoOptions,
@@ -38,10 +39,6 @@ from img2img.inference.geotiff import (
 )
 from img2img.inference.tiling import TileOptions, translate_array_tiled, write_png_tiled
 from img2img.inference.translator import Translator
-
-
-class UsageError(ValueError):
-    """The request itself is wrong (bad paths, output over input): exit code 2."""
 
 
 @dataclass

@@ -176,7 +176,7 @@ def train_steps(tasks: list[str], device: torch.device, precisions: list[str], q
             compiled_note = f"first step {res['first_step_s']:.0f} s; " if compiled else ""
             rows.append(Row(f"train {spec.label}", name, res["step_s"], "s/step",
                             f"median of {len(res['step_times_s'])}; {compiled_note}"
-                            f"{res['gflop_per_step']:.1f} GFLOP/step; {extra}"))
+                            f"{res['gflop_per_step']:.1f} GFLOP/step (as direct convs); {extra}"))
             share = "no ceiling for this precision"
             if fraction is not None:
                 share = (f"{100 * fraction:.0f}% of the {p} conv ceiling (the conv measured "

@@ -70,19 +70,24 @@ def test_sampler_splits_each_global_batch_across_ranks() -> None:
 
 def test_two_processes_equal_one_process_with_the_global_batch(
         two_process_run: Path, data: Path, tmp_path: Path) -> None:
+    # Compared after one step: Adam's first steps are ~lr * sign(gradient), so weights
+    # whose true gradient is ~0 (conv biases that instance norm cancels, and others) move
+    # by +-lr on float noise, and over a few steps that noise grows into every weight
+    # (measured: outputs 1e-5 apart after 1 step, 3e-4 after 2, 3e-3 after 4).
+    # Sharding over later steps is checked by the sampler test and the exact resume test.
+    args = ["--data", data, "--steps", "4", "--stop-after", "1", *TRAIN]
+    proc = torchrun("train.py", *args, "--out", tmp_path / "ddp", "--batch-size", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
     single = tmp_path / "single"
-    assert train_main(["--data", str(data), "--out", str(single), "--steps", "4",
-                       "--batch-size", "2", *TRAIN]) == 0
+    assert train_main([*map(str, args), "--out", str(single), "--batch-size", "2"]) == 0
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     for name in ("G_A2B.safetensors", "G_B2A.safetensors"):
-        ddp, one = load_file(str(two_process_run / name)), load_file(str(single / name))
+        ddp, one = load_file(str(tmp_path / "ddp" / name)), load_file(str(single / name))
         assert set(ddp) == set(one), "no 'module.' prefixes in checkpoints written under DDP"
-        # Compare what the networks compute: Adam turns the float noise in the gradients of
-        # conv biases that instance norm cancels (true gradient 0) into lr-sized steps.
-        (g_ddp, _), (g_one, _) = (load_generator(run / name) for run in (two_process_run,
+        (g_ddp, _), (g_one, _) = (load_generator(run / name) for run in (tmp_path / "ddp",
                                                                           single))
         with torch.no_grad():
-            torch.testing.assert_close(g_ddp(x), g_one(x), rtol=0, atol=2e-4)
+            torch.testing.assert_close(g_ddp(x), g_one(x), rtol=0, atol=1e-4)
     state = load_resume(two_process_run / RESUME_FILE)
     assert state["world_size"] == 2 and len(state["ranks"]) == 2
     sums = [r["weight_sums"] for r in state["ranks"]]

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from .norm import norm_layer, uses_bias
 from .pad import ReflectionPad2d
+from .polyphase import PhaseConv2d
 from .registry import register_generator
 from .winograd import Conv3x3
 
@@ -115,7 +116,7 @@ class ResnetGenerator(nn.Module):
             channels //= 2
         layers += [
             ReflectionPad2d(3),
-            nn.Conv2d(channels, out_channels, kernel_size=7),
+            PhaseConv2d(channels, out_channels, kernel_size=7),
             nn.Tanh(),
         ]
         self.model = nn.Sequential(*layers)

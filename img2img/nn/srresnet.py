@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .norm import norm_layer
+from .polyphase import PhaseConv2d
 from .registry import register_discriminator, register_generator
 
 
@@ -60,7 +61,7 @@ class SRResNet(nn.Module):
         for _ in range(int(math.log2(scale))):
             ups += [nn.Conv2d(channels, 4 * channels, 3, 1, 1), nn.PixelShuffle(2), nn.PReLU()]
         self.upsample = nn.Sequential(*ups)
-        self.tail = nn.Conv2d(channels, out_channels, 9, 1, 4)
+        self.tail = PhaseConv2d(channels, out_channels, 9, padding=4)
 
     def forward(self, x: Tensor) -> Tensor:
         """NCHW in [-1, 1] -> NC(sH)(sW)."""

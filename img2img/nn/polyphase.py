@@ -1,0 +1,78 @@
+"""Output convolutions with few channels (64 -> 3, 7x7 or 9x9), computed on 2x2 phases.
+
+oneDNN's CPU convolution vectorises over output channels 16 at a time, so a 3-channel
+output conv runs at 3/16 of the machine's rate in forward and backward. Splitting the input
+into its four 2x2 phases (``pixel_unshuffle``: 64 -> 256 channels at half the size) turns
+the k x k conv into a ceil(k/2)+1-tap conv from 256 to 12 channels (one per output channel
+and output phase), whose outputs ``pixel_shuffle`` puts back in place. It does ~1.3x the
+multiply-adds at 4x the vector use. Measured on 2 Zen 4 cores, 64 -> 3 7x7 at 256x256,
+forward + backward: fp32 198 -> 97 ms, bf16 106 -> 58 ms (the residual generators call it
+six times per CycleGAN step).
+
+The weights are rearranged on every call (a few thousand numbers), so the parameters and
+the state dict are those of ``nn.Conv2d``, and gradients reach them through the
+rearrangement. Used on the CPU for stride-1 convs; elsewhere it is ``nn.Conv2d``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def phase_taps(k: int) -> Tensor:
+    """Index (2, 2, m) of the original tap used by (output phase, input phase, phase tap),
+    ``m = k // 2 + 1``; ``k`` (one past the last tap) where none is."""
+    m = k // 2 + 1
+    idx = torch.full((2, 2, m), k, dtype=torch.long)
+    for p in range(2):
+        for q in range(2):
+            for j in range(m):
+                t = 2 * j + q - p
+                if 0 <= t < k:
+                    idx[p, q, j] = t
+    return idx
+
+
+def phase_weight(weight: Tensor, idx: Tensor) -> Tensor:
+    """(K, C, k, k) -> (4K, 4C, m, m): the conv on 2x2 phases (channel orders of
+    ``pixel_shuffle`` / ``pixel_unshuffle``); ``idx`` from :func:`phase_taps`."""
+    k_out, c_in = weight.shape[:2]
+    m = idx.shape[-1]
+    padded = F.pad(weight, (0, 1, 0, 1))  # tap k is zero
+    w = padded[:, :, idx[:, :, :, None, None, None], idx[None, None, None, :, :, :]]
+    # (K, C, py, qy, jy, px, qx, jx) -> (K, py, px, C, qy, qx, jy, jx)
+    return w.permute(0, 2, 5, 1, 3, 6, 4, 7).reshape(4 * k_out, 4 * c_in, m, m)
+
+
+def phase_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, idx: Tensor) -> Tensor:
+    """``F.conv2d(x, weight, bias)`` (stride 1, no padding, square kernel) on 2x2 phases;
+    ``idx`` from :func:`phase_taps`."""
+    k, m = weight.shape[-1], idx.shape[-1]
+    h, w = x.shape[-2] - k + 1, x.shape[-1] - k + 1
+    hq, wq = -(-h // 2), -(-w // 2)
+    ph, pw = 2 * (hq + m - 1) - x.shape[-2], 2 * (wq + m - 1) - x.shape[-1]
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph))
+    y = F.pixel_shuffle(F.conv2d(F.pixel_unshuffle(x, 2), phase_weight(weight, idx)), 2)
+    if (2 * hq, 2 * wq) != (h, w):
+        y = y[:, :, :h, :w]
+    return y if bias is None else y + bias.view(1, -1, 1, 1).to(y.dtype)
+
+
+class PhaseConv2d(nn.Conv2d):
+    """``nn.Conv2d`` (square kernel, stride 1) that runs on 2x2 phases on the CPU."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
+                 padding: int = 0, bias: bool = True) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, padding=padding, bias=bias)
+        self.register_buffer("taps", phase_taps(kernel_size), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.device.type != "cpu":
+            return super().forward(x)
+        ph, pw = self.padding
+        if ph or pw:
+            x = F.pad(x, (pw, pw, ph, ph))
+        return phase_conv2d(x, self.weight, self.bias, self.taps)

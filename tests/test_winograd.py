@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from img2img.nn import winograd
+from img2img.nn import conv_algo, winograd
 from img2img.nn.resnet import ResidualBlock, resnet_9blocks
 from img2img.nn.winograd import Conv3x3, use_winograd
 
@@ -90,7 +90,7 @@ def test_direct_path_where_winograd_is_not_used():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert not use_winograd(x, conv)
         torch.testing.assert_close(conv(x), F.conv2d(x, conv.weight, conv.bias, padding=1))
-    with winograd.direct():
+    with conv_algo.direct():
         assert not use_winograd(x, conv)
     assert use_winograd(x, conv)
 
@@ -101,12 +101,12 @@ def test_residual_block_and_generator_agree_with_direct_convolution():
     x = torch.randn(2, C, 12, 12)
     with torch.no_grad():
         fast = block(x)
-        with winograd.direct():
+        with conv_algo.direct():
             _close(fast, block(x))
     gen = resnet_9blocks(3, 3, ngf=C // 4)  # 128 channels in the residual blocks
     img = torch.rand(1, 3, 36, 44) * 2 - 1
     with torch.no_grad():
         fast = gen(img)
-        with winograd.direct():
+        with conv_algo.direct():
             slow = gen(img)
     assert (fast - slow).abs().max().item() < 1e-4

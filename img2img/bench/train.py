@@ -4,8 +4,9 @@ Each step is ``task.train_step(batch)`` exactly as the trainer calls it (forward
 optimiser steps), on a fixed synthetic batch in [-1, 1] of the published shape. FLOPs are
 counted by ``torch.utils.flop_counter.FlopCounterMode`` over one step (forward + backward):
 it counts convolutions and matrix products only, which is what the ceiling measures. They
-are counted with direct convolution: where fp32 3x3 convs run as Winograd
-(``img2img.nn.winograd``), the step does fewer multiplications than it is credited with.
+are counted with PyTorch's direct convolutions (``conv_algo.direct()``): where fp32 3x3 convs
+run as Winograd (``img2img.nn.winograd``), the step does fewer multiplications than it is
+credited with.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 from img2img.bench.ceiling import recheck
 from img2img.bench.common import Row, log, median, synchronizer, time_calls
 from img2img.config import TrainConfig
-from img2img.nn import winograd
+from img2img.nn import conv_algo
 from img2img.tasks import task_class
 
 TASKS = ("cyclegan", "pix2pix", "srgan")
@@ -102,7 +103,7 @@ def count_flops(task: Any, batch: dict[str, torch.Tensor]) -> int:
     """FLOPs of one ``train_step`` (convs and matmuls, forward + backward)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as counter, winograd.direct():
+    with FlopCounterMode(display=False) as counter, conv_algo.direct():
         task.train_step(batch)
     return int(counter.get_total_flops())
 

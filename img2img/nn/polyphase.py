@@ -11,7 +11,8 @@ six times per CycleGAN step).
 
 The weights are rearranged on every call (a few thousand numbers), so the parameters and
 the state dict are those of ``nn.Conv2d``, and gradients reach them through the
-rearrangement. Used on the CPU for stride-1 convs; elsewhere it is ``nn.Conv2d``.
+rearrangement. Used on the CPU (outside ``conv_algo.direct()``); elsewhere it is
+``nn.Conv2d``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from .conv_algo import fast_enabled
 
 
 def phase_taps(k: int) -> Tensor:
@@ -70,7 +73,7 @@ class PhaseConv2d(nn.Conv2d):
         self.register_buffer("taps", phase_taps(kernel_size), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.device.type != "cpu":
+        if x.device.type != "cpu" or not fast_enabled():
             return super().forward(x)
         ph, pw = self.padding
         if ph or pw:

@@ -13,7 +13,7 @@ and the filter gradient is a ``bmm`` of transformed tensors.
 
 The layer is an ``nn.Conv2d`` (same parameters, same state dict) that uses this path only
 where it measured faster (``use_winograd``): fp32 tensors on the CPU, no autocast, not
-under ``torch.compile``, stride 1, no dilation or groups, and at least
+under ``torch.compile`` or ``conv_algo.direct()``, stride 1, no dilation or groups, and at least
 ``MIN_CHANNELS`` channels in and out. Results differ from direct convolution by float
 rounding (relative error ~1e-5 of the output's range); everywhere else it is
 ``nn.Conv2d``.
@@ -21,28 +21,13 @@ rounding (relative error ~1e-5 of the output's range); everywhere else it is
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .conv_algo import fast_enabled
+
 MIN_CHANNELS = 128
-_enabled = True
-
-
-@contextlib.contextmanager
-def direct() -> Iterator[None]:
-    """Within this block every ``Conv3x3`` is a plain direct convolution (for FLOP counts
-    and comparisons)."""
-    global _enabled
-    saved, _enabled = _enabled, False
-    try:
-        yield
-    finally:
-        _enabled = saved
-
 
 _BT = [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
        [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]]
@@ -147,7 +132,7 @@ def use_winograd(x: Tensor, conv: nn.Conv2d) -> bool:
     """Whether ``conv`` on ``x`` takes the Winograd path (see the module docstring)."""
     kind = x.device.type
     return (
-        _enabled and kind == "cpu"
+        fast_enabled() and kind == "cpu"
         and x.dtype == torch.float32 and conv.weight.dtype == torch.float32
         and conv.kernel_size == (3, 3) and conv.stride == (1, 1) and conv.dilation == (1, 1)
         and conv.groups == 1 and conv.padding_mode == "zeros" and isinstance(conv.padding, tuple)

@@ -3,14 +3,14 @@
 oneDNN's CPU convolution vectorises over output channels 16 at a time, so a 3-channel
 output conv runs at 3/16 of the machine's rate in forward and backward. Splitting the input
 into its four 2x2 phases (``pixel_unshuffle``: 64 -> 256 channels at half the size) turns
-the k x k conv into a ceil(k/2)+1-tap conv from 256 to 12 channels (one per output channel
-and output phase), whose outputs ``pixel_shuffle`` puts back in place. It does ~1.3x the
-multiply-adds at 4x the vector use. Measured on 2 Zen 4 cores, 64 -> 3 7x7 at 256x256,
-forward + backward: fp32 198 -> 97 ms, bf16 106 -> 58 ms (the residual generators call it
-six times per CycleGAN step).
+the k x k conv into a (k//2 + 1)-tap one (7x7 -> 4x4) from 256 to 12 channels (one per
+output channel and output phase), whose outputs ``pixel_shuffle`` puts back in place. It
+does ~1.3x the multiply-adds at 4x the vector use. Measured on 2 Zen 4 cores, 64 -> 3
+7x7 at 256x256, forward + backward: fp32 198 -> 97 ms, bf16 106 -> 58 ms (the residual
+generators call it six times per CycleGAN step).
 
-The weights are rearranged on every call (a few thousand numbers), so the parameters and
-the state dict are those of ``nn.Conv2d``, and gradients reach them through the
+The weights are rearranged on every call (about ten thousand numbers), so the parameters
+and the state dict are those of ``nn.Conv2d``, and gradients reach them through the
 rearrangement. Used on the CPU (outside ``conv_algo.direct()``); elsewhere it is
 ``nn.Conv2d``.
 """

@@ -218,6 +218,9 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     ns = train_parser().parse_args(argv)
     cfg: TrainConfig = _to_config(TrainConfig, ns)  # type: ignore[assignment]
     _setup_logging(cfg.quiet)
+    from img2img.runtime import keep_freed_memory
+
+    keep_freed_memory()
     from img2img.engine.trainer import RunExistsError, Trainer
 
     try:
@@ -246,8 +249,9 @@ def translate_main(argv: Sequence[str] | None = None) -> int:
     ns = translate_parser().parse_args(argv)
     _setup_logging(ns.quiet)
     from img2img.engine import distributed
-    from img2img.runtime import resolve_device
+    from img2img.runtime import keep_freed_memory, resolve_device
 
+    keep_freed_memory()
     world = distributed.world_from_env()
     try:
         device = distributed.device_for(world, resolve_device(ns.device))

@@ -1,8 +1,12 @@
-"""Device selection, precision and seeding shared by training and inference."""
+"""Device selection, precision, seeding and the allocator setting shared by training and
+inference."""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import os
+import platform
 import random
 from collections.abc import Iterator
 
@@ -10,6 +14,12 @@ import numpy as np
 import torch
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+
+MALLOC_ENV = "IMG2IMG_MALLOC"  # "system": leave the C allocator as it is
+_GLIBC_MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_MAX_",
+                     "MALLOC_TOP_PAD_")
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+_KEEP_BYTES = 1 << 30
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -72,3 +82,27 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def keep_freed_memory() -> bool:
+    """On glibc, serve blocks up to 1 GiB from the heap and keep up to 1 GiB of freed memory
+    for reuse; return whether the setting was applied.
+
+    By default glibc hands every block above 32 MB back to the kernel when it is freed, so a
+    network whose activations are larger faults in and zeroes fresh pages for them on every
+    call. Measured on 2 Zen 4 cores: resnet_9blocks at 512x512, fp32: 2.8 -> 1.5 s per
+    image (2.0 s of it had been kernel time); tiled x4 SRResNet: 1.8 -> 1.0 s per
+    128-pixel tile; peak memory about the same (+5 %). A process-wide setting, so only the
+    command-line tools call it. Skipped on other C libraries, when glibc's own ``MALLOC_*``
+    variables or ``GLIBC_TUNABLES`` are set, and with ``IMG2IMG_MALLOC=system``.
+    """
+    if os.environ.get(MALLOC_ENV, "").lower() == "system" or platform.libc_ver()[0] != "glibc":
+        return False
+    if any(v in os.environ for v in _GLIBC_MALLOC_ENV) or "GLIBC_TUNABLES" in os.environ:
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, _KEEP_BYTES)
+                and libc.mallopt(_M_TRIM_THRESHOLD, _KEEP_BYTES))

@@ -57,3 +57,36 @@ def test_direct_convolution_inside_conv_algo_direct():
     x = torch.randn(1, 16, 12, 12)
     with torch.no_grad(), conv_algo.direct():
         assert torch.equal(conv(x), F.conv2d(x, conv.weight, conv.bias))
+
+
+@pytest.mark.parametrize("padding", [4, 3])
+def test_forward_phases_is_forward_of_the_shuffled_input(padding):
+    # padding 4 ("same" 9x9, even): the conv runs on the phases as given; 3: falls back
+    torch.manual_seed(0)
+    conv = PhaseConv2d(8, 3, 2 * padding + 1, padding=padding)
+    z = torch.randn(2, 32, 7, 6, requires_grad=True)
+    y = conv.forward_phases(z)
+    ref = F.conv2d(F.pixel_shuffle(z, 2), conv.weight, conv.bias, padding=padding)
+    assert y.shape == ref.shape == (2, 3, 14, 12)
+    torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
+    grad = torch.randn_like(ref)
+    params = [z, conv.weight, conv.bias]
+    for got, want in zip(torch.autograd.grad(y, params, grad),
+                         torch.autograd.grad(ref, params, grad), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("scale", [2, 4, 8])
+def test_srresnet_same_output_as_its_layers_in_order(scale):
+    from img2img.nn.registry import build_generator
+
+    torch.manual_seed(0)
+    g = build_generator("srresnet", scale=scale, channels=8, n_blocks=1).eval()
+    x = torch.rand(1, 3, 9, 7) * 2 - 1
+    with torch.no_grad():
+        y = g(x)
+        with conv_algo.direct():  # the layers in their published order, direct convs
+            head = g.head(x)
+            ref = g.tail(g.upsample(head + g.fuse(g.blocks(head))))
+    assert y.shape == (1, 3, 9 * scale, 7 * scale)
+    torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)

@@ -47,6 +47,7 @@ from img2img.runtime import (  # noqa: E402
     PRECISIONS,
     check_precision,
     default_batch_size,
+    keep_freed_memory,
     resolve_device,
 )
 
@@ -179,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     info = machine_info(device)
+    # as train and translate do; the baseline loop shares it (IMG2IMG_MALLOC=system: neither)
+    info["malloc"] = "keep freed memory" if keep_freed_memory() else "system default"
     load = info.get("loadavg_start", [0])[0]
     if load > 0.5 * info["usable_cpus"]:
         log(f"warning: load average {load} on {info['usable_cpus']} CPUs: other work is "
@@ -193,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               **sections}
     print(f"machine: {info['cpu']} ({info['cpu_family_model']}), {info['usable_cpus']} usable "
           f"CPUs, {info['torch_threads']} torch threads, torch {info['torch']}, device "
-          f"{info['device']}, {info['date']}, "
+          f"{info['device']}, {info['date']}, malloc: {info['malloc']}, "
           f"load {info.get('loadavg_start')} -> {info.get('loadavg_end')}"
           + (" [--quick: CI sizes]" if ns.quick else ""))
     print(format_table(rows))

@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout too
 
 from img2img.metrics import evaluate_folders, format_row, write_json  # noqa: E402
+from img2img.runtime import keep_freed_memory  # noqa: E402
 
 _NAME_WIDTH = 24
 
@@ -68,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.print_usage(sys.stderr)
         print(f"evaluate.py: error: {problem}", file=sys.stderr)
         return 2
+    keep_freed_memory()
 
     if not args.quiet:
         print(f"{'image':<{_NAME_WIDTH}} {'PSNR':>8} {'SSIM':>8}", flush=True)

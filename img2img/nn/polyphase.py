@@ -49,6 +49,16 @@ def phase_weight(weight: Tensor, idx: Tensor) -> Tensor:
     return w.permute(0, 2, 5, 1, 3, 6, 4, 7).reshape(4 * k_out, 4 * c_in, m, m)
 
 
+def conv_on_phases(z: Tensor, weight: Tensor, idx: Tensor, padding: int = 0) -> Tensor:
+    """The conv (no bias, stride 1, square kernel) of ``pixel_shuffle(z, 2)``, computed on
+    the phases ``z``; ``padding`` in phase pixels; ``idx`` from :func:`phase_taps`."""
+    return F.pixel_shuffle(F.conv2d(z, phase_weight(weight, idx), padding=padding), 2)
+
+
+def _add_bias(y: Tensor, bias: Tensor | None) -> Tensor:
+    return y if bias is None else y + bias.view(1, -1, 1, 1).to(y.dtype)
+
+
 def phase_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, idx: Tensor) -> Tensor:
     """``F.conv2d(x, weight, bias)`` (stride 1, no padding, square kernel) on 2x2 phases;
     ``idx`` from :func:`phase_taps`."""
@@ -58,10 +68,10 @@ def phase_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, idx: Tensor) ->
     ph, pw = 2 * (hq + m - 1) - x.shape[-2], 2 * (wq + m - 1) - x.shape[-1]
     if ph or pw:
         x = F.pad(x, (0, pw, 0, ph))
-    y = F.pixel_shuffle(F.conv2d(F.pixel_unshuffle(x, 2), phase_weight(weight, idx)), 2)
+    y = conv_on_phases(F.pixel_unshuffle(x, 2), weight, idx)
     if (2 * hq, 2 * wq) != (h, w):
         y = y[:, :, :h, :w]
-    return y if bias is None else y + bias.view(1, -1, 1, 1).to(y.dtype)
+    return _add_bias(y, bias)
 
 
 class PhaseConv2d(nn.Conv2d):
@@ -79,3 +89,14 @@ class PhaseConv2d(nn.Conv2d):
         if ph or pw:
             x = F.pad(x, (pw, pw, ph, ph))
         return phase_conv2d(x, self.weight, self.bias, self.taps)
+
+    def forward_phases(self, z: Tensor) -> Tensor:
+        """``forward(pixel_shuffle(z, 2))`` for ``z`` already split into 2x2 phases (4C
+        channels at half size, e.g. a sub-pixel upsampler's conv output before its shuffle):
+        a "same" conv with even padding then needs neither the shuffle nor the padded copy
+        nor the unshuffle, three copies of the largest tensor of an upscaler."""
+        k, (ph, pw) = self.kernel_size[0], self.padding
+        if (z.device.type != "cpu" or not fast_enabled() or ph != pw or ph % 2
+                or k != 2 * ph + 1):
+            return self.forward(F.pixel_shuffle(z, 2))
+        return _add_bias(conv_on_phases(z, self.weight, self.taps, ph // 2), self.bias)

@@ -66,7 +66,10 @@ class SRResNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """NCHW in [-1, 1] -> NC(sH)(sW)."""
         head = self.head(x)
-        out = self.tail(self.upsample(head + self.fuse(self.blocks(head))))
+        # The last sub-pixel stage's PReLU has one slope, so it commutes with its
+        # PixelShuffle, and the tail takes the unshuffled phases directly (same result).
+        phases = self.upsample[-1](self.upsample[:-2](head + self.fuse(self.blocks(head))))
+        out = self.tail.forward_phases(phases)
         if self.residual:
             out = out + F.interpolate(x, scale_factor=self.scale, mode="bicubic",
                                       align_corners=False)

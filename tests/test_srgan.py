@@ -18,7 +18,7 @@ from img2img.data.sr import SRDataset
 from img2img.engine.state import RESUME_FILE, load_resume
 from img2img.engine.trainer import train
 from img2img.inference.translator import Translator
-from img2img.nn import build_discriminator, build_generator
+from img2img.nn import build_discriminator, build_generator, conv_algo
 
 
 def n_params(m: torch.nn.Module) -> int:
@@ -54,6 +54,32 @@ def test_srresnet_sizes_and_counts() -> None:
     assert [c.stride[0] for c in convs] == [1, 2] * 4
     for size in (32, 96, 50):  # adaptive pooling: any crop size
         assert d(torch.zeros(2, 3, size, size)).shape == (2, 1)
+
+
+@pytest.mark.parametrize("scale", [2, 4, 8])
+def test_srresnet_same_output_as_its_layers_in_order(scale):
+    torch.manual_seed(0)
+    g = build_generator("srresnet", scale=scale, channels=8, n_blocks=1).eval()
+    x = torch.rand(1, 3, 9, 7) * 2 - 1
+    with torch.no_grad():
+        y = g(x)
+        with conv_algo.direct():  # the layers in their published order, direct convs
+            head = g.head(x)
+            ref = g.tail(g.upsample(head + g.fuse(g.blocks(head))))
+    assert y.shape == (1, 3, 9 * scale, 7 * scale)
+    torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_srresnet_inference_equals_training_mode_forward():
+    # no_grad on the CPU takes the lean path (channels-last, in-place PReLU)
+    torch.manual_seed(0)
+    g = build_generator("srresnet", scale=4, channels=8, n_blocks=1, residual=True).eval()
+    x = torch.rand(2, 3, 10, 6) * 2 - 1
+    with torch.no_grad():
+        lean = g(x)
+    full = g(x)
+    assert lean.is_contiguous() and full.requires_grad
+    torch.testing.assert_close(lean, full.detach(), rtol=1e-5, atol=1e-5)
 
 
 def test_sr_dataset_on_the_fly_and_premade(tmp_path: Path) -> None:

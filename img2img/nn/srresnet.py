@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -38,6 +39,13 @@ class SRResidualBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.body(x)
+
+
+def _prelu_inplace(x: Tensor, prelu: nn.Module, rows: int = 32) -> Tensor:
+    """``prelu(x)`` written into ``x`` a band of rows at a time (no autograd: inference)."""
+    for band in x.split(rows, dim=2):
+        band.copy_(prelu(band))
+    return x
 
 
 class SRResNet(nn.Module):
@@ -65,15 +73,23 @@ class SRResNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """NCHW in [-1, 1] -> NC(sH)(sW)."""
+        lean = x.device.type == "cpu" and not torch.is_grad_enabled()
+        if lean:
+            # Inference on the CPU: channels-last convs need no blocked-layout copies of the
+            # largest activations and run ~7 % faster; the last PReLU runs in place.
+            x = x.contiguous(memory_format=torch.channels_last)
         head = self.head(x)
+        feat = head + self.fuse(self.blocks(head))
         # The last sub-pixel stage's PReLU has one slope, so it commutes with its
         # PixelShuffle, and the tail takes the unshuffled phases directly (same result).
-        phases = self.upsample[-1](self.upsample[:-2](head + self.fuse(self.blocks(head))))
+        phases = self.upsample[:-2](feat)
+        prelu = self.upsample[-1]
+        phases = _prelu_inplace(phases, prelu) if lean else prelu(phases)
         out = self.tail.forward_phases(phases)
         if self.residual:
             out = out + F.interpolate(x, scale_factor=self.scale, mode="bicubic",
                                       align_corners=False)
-        return out
+        return out.contiguous()
 
 
 @register_generator("srresnet")

@@ -23,11 +23,12 @@ from img2img.data.unpaired import CounterSampler
 from img2img.engine.state import RESUME_FILE, load_resume
 
 ROOT = Path(__file__).resolve().parents[1]
+LR = 2e-4
 # instance norm, no image pool, no dropout: nothing depends on how the batch is split
 TRAIN = ["--task", "cyclegan", "--generator", "resnet_6blocks", "--ngf", "8", "--ndf", "8",
          "--crop-size", "32", "--load-size", "36", "--pool-size", "0", "--workers", "0",
          "--device", "cpu", "--quiet", "--save-every", "0", "--sample-every", "0",
-         "--seed", "5"]
+         "--seed", "5", "--lr", str(LR)]
 
 
 def torchrun(script: str, *args: object, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -70,24 +71,22 @@ def test_sampler_splits_each_global_batch_across_ranks() -> None:
 
 def test_two_processes_equal_one_process_with_the_global_batch(
         two_process_run: Path, data: Path, tmp_path: Path) -> None:
-    # Compared after one step: Adam's first steps are ~lr * sign(gradient), so weights
-    # whose true gradient is ~0 (conv biases that instance norm cancels, and others) move
-    # by +-lr on float noise, and over a few steps that noise grows into every weight
-    # (measured: outputs 1e-5 apart after 1 step, 3e-4 after 2, 3e-3 after 4).
+    # Compared after one step: Adam's first step is ~lr * sign(gradient), so a weight whose
+    # true gradient is ~0 (conv biases that instance norm cancels, and others) moves by
+    # +-lr on float noise. Measured: 0.37% of the weights land 2 * lr apart, the rest agree
+    # to 1e-6; a wrong split of the global batch flips a large share of the signs.
     # Sharding over later steps is checked by the sampler test and the exact resume test.
     args = ["--data", data, "--steps", "4", "--stop-after", "1", *TRAIN]
     proc = torchrun("train.py", *args, "--out", tmp_path / "ddp", "--batch-size", "1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     single = tmp_path / "single"
     assert train_main([*map(str, args), "--out", str(single), "--batch-size", "2"]) == 0
-    x = torch.rand(2, 3, 32, 32) * 2 - 1
     for name in ("G_A2B.safetensors", "G_B2A.safetensors"):
         ddp, one = load_file(str(tmp_path / "ddp" / name)), load_file(str(single / name))
         assert set(ddp) == set(one), "no 'module.' prefixes in checkpoints written under DDP"
-        (g_ddp, _), (g_one, _) = (load_generator(run / name) for run in (tmp_path / "ddp",
-                                                                          single))
-        with torch.no_grad():
-            torch.testing.assert_close(g_ddp(x), g_one(x), rtol=0, atol=1e-4)
+        diff = torch.cat([(ddp[k].float() - one[k].float()).abs().flatten() for k in one])
+        assert (diff > 1e-6).float().mean() < 0.02, f"{name}: updates disagree"
+        assert diff.max() <= 2 * LR * 1.01, f"{name}: more than one sign flip of Adam's step"
     state = load_resume(two_process_run / RESUME_FILE)
     assert state["world_size"] == 2 and len(state["ranks"]) == 2
     sums = [r["weight_sums"] for r in state["ranks"]]

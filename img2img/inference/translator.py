@@ -17,7 +17,7 @@ from torch import nn
 from img2img.checkpoint import GeneratorMeta, load_generator
 from img2img.data.convert import from_tensor, to_tensor
 from img2img.data.transforms import as_channels
-from img2img.runtime import autocast, check_precision, resolve_device
+from img2img.runtime import autocast, check_precision, release_on_new_shape, resolve_device
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int,
@@ -75,6 +75,7 @@ class Translator:
         x = x.to(self.device, torch.float32)
         # Tiny images (e.g. 1x1, 17x3) are padded up to the smallest size the network accepts.
         padded, h, w = pad_to_multiple(x, self.meta.size_multiple, min_size=self.min_size)
+        release_on_new_shape(padded.shape)
         with autocast(self.device, self.precision):
             y = self.model(padded)
         s = self.meta.scale

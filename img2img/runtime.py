@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import os
 import platform
 import random
@@ -12,6 +13,8 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
+
+log = logging.getLogger("img2img")
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 
@@ -63,11 +66,28 @@ def autocast_dtype(precision: str) -> torch.dtype | None:
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
+def cpu_runs_bf16_fast() -> bool:
+    """Whether oneDNN has bf16 kernels for this CPU (AVX-512 and newer).
+
+    Without them PyTorch computes bf16 convolutions in reference loops. Measured on a
+    2-core AMD EPYC Zen 3 (AVX2): one 256-channel 3x3 conv at 128x128 takes 83 s in bf16
+    against 0.25 s in fp32.
+    """
+    return bool(torch.backends.mkldnn.is_available()
+                and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def check_precision(precision: str, device: torch.device) -> None:
-    """Raise ValueError for a precision the device cannot run (fp16 needs CUDA)."""
+    """Raise ValueError for a precision the device cannot run (fp16 needs CUDA); warn when
+    bf16 on this CPU would be far slower than fp32."""
     autocast_dtype(precision)
     if precision == "fp16" and device.type != "cuda":
-        raise ValueError("--precision fp16 needs a CUDA device; use bf16 on CPU")
+        raise ValueError("--precision fp16 needs a CUDA device; on the CPU use fp32, or bf16 "
+                         "where the CPU has AVX-512")
+    if precision == "bf16" and device.type == "cpu" and not cpu_runs_bf16_fast():
+        log.warning("--precision bf16: this CPU (%s) has no bf16 convolution kernels, so bf16 "
+                    "runs hundreds of times slower than fp32; use --precision fp32",
+                    torch.backends.cpu.get_cpu_capability())
 
 
 @contextlib.contextmanager

@@ -10,6 +10,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import torch
 
 SCRIPT = Path(__file__).resolve().parents[1] / "tools" / "benchmark.py"
 
@@ -83,3 +84,13 @@ def test_bad_choice(bench: ModuleType, flag: list[str],
     with pytest.raises(SystemExit) as exc:
         bench.main(flag)
     assert exc.value.code == 2 and "choose from" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_default_precisions_leave_out_bf16_where_the_cpu_lacks_its_kernels(
+        bench: ModuleType, fast: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bench, "cpu_runs_bf16_fast", lambda: fast)
+    ns = bench.parser().parse_args([])
+    assert bench._precisions(ns, torch.device("cpu")) == (["fp32", "bf16"] if fast else ["fp32"])
+    forced = bench.parser().parse_args(["--precision", "bf16"])
+    assert bench._precisions(forced, torch.device("cpu")) == ["bf16"]

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import subprocess
 import sys
 
 import pytest
+import torch
 
+from img2img import runtime
 from img2img.runtime import MALLOC_ENV
 
 # Runs a small convolutional network (38 MB activations, above glibc's 32 MB mmap limit) on
@@ -58,3 +61,15 @@ def test_left_alone_when_asked_or_when_glibc_is_tuned_by_the_user(env):
     applied, faults, _ = _probe(**env)
     assert not applied
     assert faults > 5000, "glibc's default: activations above 32 MB are mapped afresh"
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_bf16_on_a_cpu_without_bf16_kernels_is_warned_about(
+        fast: bool, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(runtime, "cpu_runs_bf16_fast", lambda: fast)
+    with caplog.at_level(logging.WARNING, logger="img2img"):
+        runtime.check_precision("bf16", torch.device("cpu"))
+        runtime.check_precision("fp32", torch.device("cpu"))
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == (0 if fast else 1)
+    assert fast or "use --precision fp32" in warned[0]

@@ -46,6 +46,7 @@ from img2img.cli import positive_int  # noqa: E402
 from img2img.runtime import (  # noqa: E402
     PRECISIONS,
     check_precision,
+    cpu_runs_bf16_fast,
     default_batch_size,
     keep_freed_memory,
     resolve_device,
@@ -75,8 +76,8 @@ def parser() -> argparse.ArgumentParser:
                    help=f"train-step tasks (default {','.join(TASKS)}; srgan = both phases)")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N (default auto)")
     p.add_argument("--precision", type=_choices(PRECISIONS), action="append",
-                   help="fp32|bf16|fp16, repeatable or comma list (default fp32,bf16; "
-                        "plus fp16 on CUDA)")
+                   help="fp32|bf16|fp16, repeatable or comma list (default fp32,bf16, without "
+                        "bf16 on CPUs that lack bf16 kernels; plus fp16 on CUDA)")
     p.add_argument("--quick", action="store_true",
                    help="CI-sized inputs: 64x64 train crops, ngf 16, 8 images of 128x128, "
                         "SR of 256x256 with tile 64")
@@ -116,7 +117,8 @@ def _precisions(ns: argparse.Namespace, device: torch.device) -> list[str]:
         return list(dict.fromkeys(p for group in ns.precision for p in group))
     if device.type == "cuda":
         return ["fp32", "bf16", "fp16"] if torch.cuda.is_bf16_supported() else ["fp32", "fp16"]
-    return ["fp32", "bf16"]
+    # bf16 without CPU kernels would take hours (--precision bf16 still forces it)
+    return ["fp32", "bf16"] if cpu_runs_bf16_fast() else ["fp32"]
 
 
 def run(ns: argparse.Namespace, device: torch.device, precisions: list[str], work: Path

@@ -27,10 +27,9 @@ import torch
 
 from img2img.bench.common import Row, log, median, photo_like, synchronizer
 from img2img.checkpoint import meta_for, read_meta, save_generator
-from img2img.data.convert import from_tensor, to_tensor
+from img2img.data.convert import as_channels, from_tensor, to_tensor
 from img2img.data.io import read_image, write_image
 from img2img.data.scan import list_images
-from img2img.data.transforms import as_channels
 from img2img.inference.folder import plan, translate_jobs
 from img2img.inference.translator import Translator
 from img2img.nn import build_generator, init_weights

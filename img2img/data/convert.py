@@ -48,3 +48,22 @@ def from_tensor(t: torch.Tensor, dtype: np.dtype | type | str = np.uint8) -> np.
     x = ((x + 1.0) * (peak / 2.0)).round_()
     # Cast and transpose in one numpy pass (cheaper than transposing float32 in torch).
     return np.ascontiguousarray(np.moveaxis(x.numpy(), -3, -1), dtype=np.dtype(dtype))
+
+
+def as_channels(img: np.ndarray, channels: int) -> np.ndarray:
+    """Return an HxWx``channels`` view/copy: gray is replicated, alpha is dropped."""
+    if img.ndim == 2:
+        img = img[:, :, None]
+    c = img.shape[2]
+    if c == channels:
+        return img
+    if channels == 3:
+        if c == 1:
+            return np.repeat(img, 3, axis=2)
+        if c >= 3:
+            return np.ascontiguousarray(img[:, :, :3])
+    if channels == 1:
+        rgb = as_channels(img, 3).astype(np.float32)
+        y = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        return np.clip(np.rint(y), 0, np.iinfo(img.dtype).max).astype(img.dtype)[:, :, None]
+    raise ValueError(f"cannot convert a {c}-channel image to {channels} channels")

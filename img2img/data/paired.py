@@ -20,11 +20,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from img2img.data.convert import to_tensor
+from img2img.data.convert import as_channels, to_tensor
 from img2img.data.io import read_image
 from img2img.data.pairs import split_pair
 from img2img.data.scan import list_images
-from img2img.data.transforms import as_channels, build_transform
+from img2img.data.transforms import build_transform
 
 log = logging.getLogger(__name__)
 

@@ -22,12 +22,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from img2img.data.convert import to_tensor
+from img2img.data.convert import as_channels, to_tensor
 from img2img.data.io import read_image
 from img2img.data.paired import match_folders
 from img2img.data.resize import downscale
 from img2img.data.scan import list_images
-from img2img.data.transforms import as_channels
 
 DEGRADATIONS = ("blur", "noise", "jpeg")
 

@@ -41,8 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from img2img.data.convert import max_value
-from img2img.data.transforms import as_channels
+from img2img.data.convert import as_channels, max_value
 from img2img.inference.translator import Translator
 
 log = logging.getLogger("img2img")

@@ -15,8 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from img2img.checkpoint import GeneratorMeta, load_generator
-from img2img.data.convert import from_tensor, to_tensor
-from img2img.data.transforms import as_channels
+from img2img.data.convert import as_channels, from_tensor, to_tensor
 from img2img.runtime import autocast, check_precision, release_on_new_shape, resolve_device
 
 

@@ -70,15 +70,19 @@ def test_srresnet_same_output_as_its_layers_in_order(scale):
     torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
 
 
-def test_srresnet_inference_equals_training_mode_forward():
-    # no_grad on the CPU takes the lean path (channels-last, in-place PReLU)
+@pytest.mark.parametrize("scale, band_rows", [(4, 96), (4, 3), (2, 4), (8, 5)])
+def test_srresnet_inference_equals_training_mode_forward(scale: int, band_rows: int):
+    # no_grad on the CPU takes the lean path (channels-last, the last stage in bands of
+    # band_rows rows, in-place PReLU); small bands put band edges inside the image
     torch.manual_seed(0)
-    g = build_generator("srresnet", scale=4, channels=8, n_blocks=1, residual=True).eval()
-    x = torch.rand(2, 3, 10, 6) * 2 - 1
+    g = build_generator("srresnet", scale=scale, channels=8, n_blocks=1, residual=True).eval()
+    g.band_rows = band_rows
+    x = torch.rand(2, 3, 11, 6) * 2 - 1
     with torch.no_grad():
         lean = g(x)
     full = g(x)
     assert lean.is_contiguous() and full.requires_grad
+    assert lean.shape == (2, 3, 11 * scale, 6 * scale)
     torch.testing.assert_close(lean, full.detach(), rtol=1e-5, atol=1e-5)
 
 

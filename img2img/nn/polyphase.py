@@ -49,9 +49,11 @@ def phase_weight(weight: Tensor, idx: Tensor) -> Tensor:
     return w.permute(0, 2, 5, 1, 3, 6, 4, 7).reshape(4 * k_out, 4 * c_in, m, m)
 
 
-def conv_on_phases(z: Tensor, weight: Tensor, idx: Tensor, padding: int = 0) -> Tensor:
+def conv_on_phases(z: Tensor, weight: Tensor, idx: Tensor,
+                   padding: int | tuple[int, int] = 0) -> Tensor:
     """The conv (no bias, stride 1, square kernel) of ``pixel_shuffle(z, 2)``, computed on
-    the phases ``z``; ``padding`` in phase pixels; ``idx`` from :func:`phase_taps`."""
+    the phases ``z``; ``padding`` (rows, columns) in phase pixels; ``idx`` from
+    :func:`phase_taps`."""
     return F.pixel_shuffle(F.conv2d(z, phase_weight(weight, idx), padding=padding), 2)
 
 
@@ -90,13 +92,29 @@ class PhaseConv2d(nn.Conv2d):
             x = F.pad(x, (pw, pw, ph, ph))
         return phase_conv2d(x, self.weight, self.bias, self.taps)
 
+    def phase_padding(self) -> int | None:
+        """Zero phase rows (and columns) the conv on phases pads with, or None where it does
+        not run on phases (outside the CPU path, or a padding other than "same")."""
+        k, (ph, pw) = self.kernel_size[0], self.padding
+        if not fast_enabled() or ph != pw or ph % 2 or k != 2 * ph + 1:
+            return None
+        return ph // 2
+
     def forward_phases(self, z: Tensor) -> Tensor:
         """``forward(pixel_shuffle(z, 2))`` for ``z`` already split into 2x2 phases (4C
         channels at half size, e.g. a sub-pixel upsampler's conv output before its shuffle):
         a "same" conv with even padding then needs neither the shuffle nor the padded copy
         nor the unshuffle, three copies of the largest tensor of an upscaler."""
-        k, (ph, pw) = self.kernel_size[0], self.padding
-        if (z.device.type != "cpu" or not fast_enabled() or ph != pw or ph % 2
-                or k != 2 * ph + 1):
+        pad = self.phase_padding() if z.device.type == "cpu" else None
+        if pad is None:
             return self.forward(F.pixel_shuffle(z, 2))
-        return _add_bias(conv_on_phases(z, self.weight, self.taps, ph // 2), self.bias)
+        return _add_bias(conv_on_phases(z, self.weight, self.taps, pad), self.bias)
+
+    def forward_phase_rows(self, z: Tensor) -> Tensor:
+        """Rows of :meth:`forward_phases` from a band of phase rows that carries its own halo
+        of ``phase_padding()`` rows above and below (zeros beyond the image): the band's
+        output, ``2 * (rows - 2 * halo)`` rows high. Only where ``phase_padding()`` is set."""
+        pad = self.phase_padding()
+        if pad is None:
+            raise RuntimeError("forward_phase_rows needs the conv to run on phases")
+        return _add_bias(conv_on_phases(z, self.weight, self.taps, (0, pad)), self.bias)

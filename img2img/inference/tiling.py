@@ -348,7 +348,7 @@ class ArraySource:
 
 class ModelReader:
     """``WindowReader``: ``bands`` of a ``Source`` adapted to the model's input channels
-    (gray replicated, RGB to luminance; as ``data.transforms.as_channels``), normalised by
+    (gray replicated, RGB to luminance; as ``data.convert.as_channels``), normalised by
     ``data_range``."""
 
     def __init__(self, source: Source, bands: Sequence[int], in_channels: int,

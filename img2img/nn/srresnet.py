@@ -95,8 +95,9 @@ class SRResNet(nn.Module):
         feat = head + self.fuse(self.blocks(head))
         # The last sub-pixel stage's PReLU has one slope, so it commutes with its
         # PixelShuffle, and the tail takes the unshuffled phases directly (same result).
-        if lean and self.tail.phase_padding() is not None:
-            out = self._last_stage_in_bands(self.upsample[:-3](feat))
+        halo = self.tail.phase_padding() if lean else None
+        if halo is not None:
+            out = self._last_stage_in_bands(self.upsample[:-3](feat), halo)
         else:
             phases = self.upsample[:-2](feat)
             out = self.tail.forward_phases(self.upsample[-1](phases))
@@ -105,13 +106,13 @@ class SRResNet(nn.Module):
                                       align_corners=False)
         return out.contiguous()
 
-    def _last_stage_in_bands(self, feat: Tensor) -> Tensor:
+    def _last_stage_in_bands(self, feat: Tensor, halo: int) -> Tensor:
         """The last upsampler (conv, PReLU; its shuffle is left to the tail) and the tail on
-        ``feat`` in bands of ``band_rows`` rows, each with the rows its two convs reach, so
-        the largest activation (4x the channels at the output's half size) never exists
-        whole. Same result as the whole stage; inference on the CPU only."""
+        ``feat`` in bands of ``band_rows`` rows, each with the rows its two convs reach
+        (``halo``: the tail's ``phase_padding()``), so the largest activation (4x the
+        channels at the output's half size) never exists whole. Same result as the whole
+        stage; inference on the CPU only."""
         conv, prelu = self.upsample[-3], self.upsample[-1]
-        halo = self.tail.phase_padding()
         n, _, h, w = feat.shape
         out = feat.new_empty(n, self.out_channels, 2 * h, 2 * w)
         for a in range(0, h, self.band_rows):

@@ -1,0 +1,1 @@
+"""Published checkpoints of other projects, recognised from their tensors and converted."""

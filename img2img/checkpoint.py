@@ -76,7 +76,7 @@ class GeneratorMeta:
                 f"{md.get('format')!r}; expected {FORMAT_NAME!r})"
             )
         try:
-            return cls(
+            meta = cls(
                 arch=md["arch"],
                 kwargs=json.loads(md["kwargs"]),
                 task=md["task"],
@@ -90,8 +90,25 @@ class GeneratorMeta:
                 version=md["img2img_version"],
                 extra=json.loads(md.get("extra", "{}")),
             )
-        except (KeyError, ValueError) as exc:
+        except (KeyError, ValueError, TypeError) as exc:
             raise CheckpointError(f"{path}: incomplete checkpoint metadata ({exc})") from exc
+        problem = meta.problem()
+        if problem:
+            raise CheckpointError(f"{path}: invalid checkpoint metadata: {problem}")
+        return meta
+
+    def problem(self) -> str | None:
+        """Why these values cannot describe a runnable generator, or None when they can."""
+        for name in ("scale", "size_multiple", "in_channels", "out_channels"):
+            if getattr(self, name) < 1:
+                return f"{name}={getattr(self, name)} (must be at least 1)"
+        if not isinstance(self.kwargs, dict):
+            return f"kwargs must be a JSON object, not {self.kwargs!r}"
+        lo_hi = self.value_range
+        if len(lo_hi) != 2 or not all(isinstance(v, int | float) for v in lo_hi) \
+                or not lo_hi[0] < lo_hi[1]:
+            return f"value_range={list(lo_hi)} (must be [low, high] with low < high)"
+        return None
 
 
 def meta_for(model: torch.nn.Module, arch: str, kwargs: dict[str, Any], task: str,

@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 from collections.abc import Sequence
 from dataclasses import fields
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from img2img.config import TrainConfig, TranslateConfig
 
@@ -22,10 +23,17 @@ if TYPE_CHECKING:  # torch is imported only when a command runs
 
 log = logging.getLogger("img2img")
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 # Same values as inference.tiling.DEFAULT_OVERLAP and inference.geotiff.EXTRA_BANDS (kept
 # here so that building the parser does not import torch; a test checks they agree).
 DEFAULT_OVERLAP, EXTRA_BANDS = 32, ("bicubic", "drop")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose errors are one line on stderr (no usage block), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"error: {message} (see {self.prog} --help)\n")
 
 
 def _common(p: argparse.ArgumentParser, batch_size: int | None, batch_help: str) -> None:
@@ -36,50 +44,55 @@ def _common(p: argparse.ArgumentParser, batch_size: int | None, batch_help: str)
                    help="torch.compile the networks (slow first step; on CPU it needs a C++ "
                         "compiler and pays off with --precision bf16)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--debug", action="store_true",
+                   help="print the full traceback of an unexpected error")
 
 
 def train_parser() -> argparse.ArgumentParser:
     """Flags of ``img2img train`` / ``tools/train.py``."""
     d = TrainConfig()
-    p = argparse.ArgumentParser(prog="img2img train", description="Train a translation model.")
+    p = OneLineParser(prog="img2img train", description="Train a translation model.")
     p.add_argument("--task", default=d.task, help="cyclegan|pix2pix")
     p.add_argument("--data", required=True, help="dataset root (e.g. ROOT/trainA, ROOT/trainB)")
     p.add_argument("--out", required=True, help="run folder: checkpoints, samples, logs")
     g = p.add_argument_group("schedule")
-    g.add_argument("--steps", type=int, help="total optimisation steps")
-    g.add_argument("--decay-steps", type=int, help="final steps of linear lr decay (default half)")
-    g.add_argument("--epochs", type=int, help="epochs at constant lr (default 100)")
-    g.add_argument("--epochs-decay", type=int, help="epochs of linear decay (default = --epochs)")
-    g.add_argument("--lr", type=float, help="Adam lr (default 2e-4; 1e-4 for srgan)")
+    g.add_argument("--steps", type=positive_int, help="total optimisation steps")
+    g.add_argument("--decay-steps", type=_non_negative_int,
+                   help="final steps of linear lr decay (default half)")
+    g.add_argument("--epochs", type=_non_negative_int, help="epochs at constant lr (default 100)")
+    g.add_argument("--epochs-decay", type=_non_negative_int,
+                   help="epochs of linear decay (default = --epochs)")
+    g.add_argument("--lr", type=_positive_float, help="Adam lr (default 2e-4; 1e-4 for srgan)")
     g.add_argument("--beta1", type=float, help="Adam beta1 (default 0.5; 0.9 for srgan)")
     g.add_argument("--beta2", type=float, default=d.beta2)
     g.add_argument("--sync-bn", action="store_true",
                    help="under torchrun on GPUs: batch-norm statistics over all processes")
-    g.add_argument("--stop-after", type=int,
+    g.add_argument("--stop-after", type=positive_int,
                    help="stop this run after N steps, leaving a resumable checkpoint "
                         "(for time-limited job slots; continue with --resume)")
     g = p.add_argument_group("data")
     g.add_argument("--direction", default=d.direction, choices=["AtoB", "BtoA"])
     g.add_argument("--preprocess", default=d.preprocess,
                    choices=["resize_and_crop", "crop", "scale_width", "none"])
-    g.add_argument("--load-size", type=int, help="resize before cropping (default 286)")
-    g.add_argument("--crop-size", type=int,
+    g.add_argument("--load-size", type=positive_int, help="resize before cropping (default 286)")
+    g.add_argument("--crop-size", type=positive_int,
                    help="training crop (default 256; srgan: 96, the high-resolution crop)")
     g.add_argument("--no-flip", action="store_true", help="no random horizontal flip")
-    g.add_argument("--workers", type=int, default=d.workers, help="data loader processes")
+    g.add_argument("--workers", type=_non_negative_int, default=d.workers,
+                   help="data loader processes")
     g = p.add_argument_group("networks")
     g.add_argument("--generator", help="resnet_9blocks|resnet_6blocks|unet_256|unet_128|unet "
                    "(default: resnet_9blocks for cyclegan, unet_256 for pix2pix)")
     g.add_argument("--discriminator",
                    help="patchgan|pixelgan|srgan (default: patchgan; srgan for --task srgan)")
-    g.add_argument("--ngf", type=int, default=d.ngf)
-    g.add_argument("--ndf", type=int, default=d.ndf)
-    g.add_argument("--n-layers-d", type=int, default=d.n_layers_d)
+    g.add_argument("--ngf", type=positive_int, default=d.ngf)
+    g.add_argument("--ndf", type=positive_int, default=d.ndf)
+    g.add_argument("--n-layers-d", type=positive_int, default=d.n_layers_d)
     g.add_argument("--norm", choices=["instance", "batch", "none"],
                    help="default: instance for cyclegan, batch for pix2pix")
     g.add_argument("--dropout", action=argparse.BooleanOptionalAction,
                    help="dropout in the generator (default: off for cyclegan, on for pix2pix)")
-    g.add_argument("--num-downs", type=int, default=d.num_downs,
+    g.add_argument("--num-downs", type=positive_int, default=d.num_downs,
                    help="downsamplings of the generic 'unet' generator (inputs: multiples of 2^N)")
     g.add_argument("--upsample", default=d.upsample, choices=["transpose", "resize"])
     g.add_argument("--init", default=d.init, choices=["normal", "xavier", "kaiming", "orthogonal"])
@@ -90,7 +103,8 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--lambda-a", type=float, default=d.lambda_a)
     g.add_argument("--lambda-b", type=float, default=d.lambda_b)
     g.add_argument("--lambda-identity", type=float, default=d.lambda_identity)
-    g.add_argument("--pool-size", type=int, help="fake image pool (default 50 cyclegan, 0 pix2pix)")
+    g.add_argument("--pool-size", type=_non_negative_int,
+                   help="fake image pool (default 50 cyclegan, 0 pix2pix)")
     g.add_argument("--lambda-l1", type=float, default=d.lambda_l1, help="pix2pix L1 weight")
     g.add_argument("--lambda-perceptual", type=float,
                    help="weight of the VGG19 perceptual loss (default 0; 1 for srgan --phase gan)")
@@ -103,7 +117,8 @@ def train_parser() -> argparse.ArgumentParser:
                    help="psnr: pixel-loss pre-training; gan: perceptual + adversarial")
     g.add_argument("--sr-residual", action="store_true",
                    help="learn the residual over bicubic upsampling (faster convergence)")
-    g.add_argument("--n-blocks", type=int, default=d.n_blocks, help="SRResNet residual blocks")
+    g.add_argument("--n-blocks", type=_non_negative_int, default=d.n_blocks,
+                   help="SRResNet residual blocks")
     g.add_argument("--init-from", help="generator .safetensors to start from (phase gan)")
     g.add_argument("--pixel-loss", default=d.pixel_loss, choices=["mse", "l1"])
     g.add_argument("--lambda-adv", type=float, default=d.lambda_adv)
@@ -113,9 +128,9 @@ def train_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=int, default=d.seed)
     g.add_argument("--resume", action="store_true", help="continue the run in --out")
-    g.add_argument("--save-every", type=int, default=d.save_every)
-    g.add_argument("--sample-every", type=int, default=d.sample_every)
-    g.add_argument("--log-every", type=int, default=d.log_every)
+    g.add_argument("--save-every", type=_non_negative_int, default=d.save_every)
+    g.add_argument("--sample-every", type=_non_negative_int, default=d.sample_every)
+    g.add_argument("--log-every", type=positive_int, default=d.log_every)
     g.add_argument("--log-format", default=d.log_format, choices=["jsonl", "csv"])
     g.add_argument("--tensorboard", action="store_true")
     _common(p, d.batch_size, "images per optimisation step (default %(default)s)")
@@ -124,7 +139,7 @@ def train_parser() -> argparse.ArgumentParser:
 
 def translate_parser() -> argparse.ArgumentParser:
     """Flags of ``img2img translate`` / ``tools/translate.py``."""
-    p = argparse.ArgumentParser(prog="img2img translate",
+    p = OneLineParser(prog="img2img translate",
                                 description="Translate a file, a folder tree or a glob.")
     p.add_argument("--checkpoint", required=True, help="generator .safetensors")
     p.add_argument("--input", required=True, help="file, folder (recursive) or glob")
@@ -208,6 +223,24 @@ def _to_config(cls: type, ns: argparse.Namespace) -> object:
     return cls(**{k: v for k, v in vars(ns).items() if k in names})
 
 
+def _usage_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean "the request is wrong" (exit 2): a missing or invalid input, an
+    option out of range, a checkpoint that is not a generator, a run folder in use."""
+    from img2img.checkpoint import CheckpointError
+    from img2img.errors import UsageError
+
+    return UsageError, CheckpointError, FileNotFoundError
+
+
+def report_unexpected(exc: BaseException, debug: bool) -> int:
+    """One line for an error that is not the user's (exit 1); the traceback with --debug."""
+    if debug:
+        traceback.print_exception(exc)
+    hint = "" if debug else " (run with --debug for the traceback)"
+    print(f"error: {type(exc).__name__}: {exc}{hint}", file=sys.stderr)
+    return EXIT_FAILED
+
+
 def _setup_logging(quiet: bool) -> None:
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
                         format="%(levelname)s: %(message)s")
@@ -244,20 +277,31 @@ def translate_main(argv: Sequence[str] | None = None) -> int:
 
     Under ``torchrun`` rank 0 plans the run and every rank translates its share of the file
     list (``jobs[rank::world_size]``, each file exactly once); rank 0 prints the combined
-    summary and every rank exits with the combined status.
+    summary and every rank exits with the combined status. Ctrl-C stops after the files in
+    flight are written (each output is complete or absent), prints what was done and exits
+    with 130; the same command then continues with the rest.
     """
     ns = translate_parser().parse_args(argv)
     _setup_logging(ns.quiet)
+    try:
+        return _translate_in_world(ns)
+    except _usage_errors() as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - one line instead of a traceback
+        return report_unexpected(exc, ns.debug)
+
+
+def _translate_in_world(ns: argparse.Namespace) -> int:
     from img2img.engine import distributed
     from img2img.runtime import keep_freed_memory, resolve_device
 
     keep_freed_memory()
     world = distributed.world_from_env()
-    try:
-        device = distributed.device_for(world, resolve_device(ns.device))
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    device = distributed.device_for(world, resolve_device(ns.device))
     distributed.init(world, device, backend="gloo")  # only small control messages travel
     try:
         return _translate(ns, world, device)
@@ -265,19 +309,31 @@ def translate_main(argv: Sequence[str] | None = None) -> int:
         distributed.shutdown(world)
 
 
+def _check_channels(in_channels: int, jobs: list, checkpoint: str) -> None:
+    """Ordinary images give the network 1 or 3 channels; other counts need GeoTIFF bands."""
+    from img2img.errors import UsageError
+    from img2img.inference.geotiff import TIFF_EXTENSIONS
+
+    if in_channels in (1, 3):
+        return
+    others = [j.src for j in jobs if j.src.suffix.lower() not in TIFF_EXTENSIONS]
+    if others:
+        raise UsageError(f"{checkpoint}: the model takes {in_channels} input channels, which "
+                         f"only GeoTIFF bands can give; {others[0]} and {len(others) - 1} other "
+                         f"input(s) are not TIFFs")
+
+
 def _translate(ns: argparse.Namespace, world: World, device: torch.device) -> int:
     from tqdm import tqdm
 
-    from img2img.checkpoint import CheckpointError
     from img2img.engine import distributed
-    from img2img.errors import UsageError
     from img2img.inference.folder import Report, plan, translate_jobs
     from img2img.inference.geotiff import GeoOptions
     from img2img.inference.tiling import TileOptions
     from img2img.inference.translator import Translator
     from img2img.runtime import default_batch_size
 
-    usage = (UsageError, CheckpointError, FileNotFoundError, ValueError)
+    usage = _usage_errors()
     error, planned = None, ([], [])
     try:
         tiling = TileOptions(ns.tile, ns.tile_overlap, ns.max_pixels)
@@ -293,6 +349,7 @@ def _translate(ns: argparse.Namespace, world: World, device: torch.device) -> in
             translator = Translator.from_checkpoint(ns.checkpoint, str(device), ns.precision,
                                                     ns.dropout_at_test, compile=ns.compile)
             geo.check_model(translator.meta.in_channels)
+            _check_channels(translator.meta.in_channels, jobs, ns.checkpoint)
         except usage as exc:
             error = str(exc)
     errors = [e for e in distributed.all_gather(world, error) if e]
@@ -302,10 +359,19 @@ def _translate(ns: argparse.Namespace, world: World, device: torch.device) -> in
         return EXIT_USAGE
     mine = jobs[world.rank :: world.size]
     quiet = ns.quiet or not world.is_main
-    with tqdm(total=len(mine), disable=quiet, unit="img", dynamic_ncols=True) as bar:
-        batch_size = ns.batch_size or default_batch_size(translator.device)
-        report = translate_jobs(translator, mine, batch_size, progress=bar.update,
-                                tiling=tiling, geo=geo)
+    report = Report()
+    try:
+        with tqdm(total=len(mine), disable=quiet, unit="img", dynamic_ncols=True) as bar:
+            batch_size = ns.batch_size or default_batch_size(translator.device)
+            translate_jobs(translator, mine, batch_size, progress=bar.update, tiling=tiling,
+                           geo=geo, report=report)
+    except KeyboardInterrupt:  # no collectives: the other ranks are being interrupted too
+        for src, reason in report.failed:
+            print(f"failed: {src}: {reason}", file=sys.stderr)
+        print(f"interrupted: {report.summary()}; {len(mine) - len(report.done)} not done. "
+              f"Run the same command again to continue (finished outputs are skipped)",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
     reports = distributed.all_gather(world, report)
     total = Report(skipped=list(skipped))
     for r in reports:

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from img2img.errors import UsageError
+
 log = logging.getLogger("img2img")
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -38,13 +40,19 @@ def resolve_device(name: str = "auto") -> torch.device:
         if mps is not None and mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"--device {name}: not a device; use auto, cpu, cuda, cuda:N or mps"
+                         ) from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise UsageError(f"--device {name}: not supported; use auto, cpu, cuda, cuda:N or mps")
     if device.type == "cuda" and torch.cuda.is_available():
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available here (try --device cpu)")
+        raise UsageError(f"--device {name}: CUDA is not available here (try --device cpu)")
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"--device {name}: MPS is not available on this machine")
+        raise UsageError(f"--device {name}: MPS is not available on this machine")
     return device
 
 
@@ -62,7 +70,7 @@ def default_batch_size(device: torch.device) -> int:
 def autocast_dtype(precision: str) -> torch.dtype | None:
     """The autocast dtype for a precision name (None for fp32)."""
     if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+        raise UsageError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
@@ -81,11 +89,11 @@ def cpu_runs_bf16_fast() -> bool:
 
 
 def check_precision(precision: str, device: torch.device) -> None:
-    """Raise ValueError for a precision the device cannot run (fp16 needs CUDA); warn when
+    """Raise UsageError for a precision the device cannot run (fp16 needs CUDA); warn when
     bf16 on this CPU would be far slower than fp32."""
     autocast_dtype(precision)
     if precision == "fp16" and device.type != "cuda":
-        raise ValueError("--precision fp16 needs a CUDA device; on the CPU use fp32, or bf16 "
+        raise UsageError("--precision fp16 needs a CUDA device; on the CPU use fp32, or bf16 "
                          "where the CPU has AVX-512")
     if precision == "bf16" and device.type == "cpu" and not cpu_runs_bf16_fast():
         log.warning("--precision bf16: this CPU (%s) has no bf16 convolution kernels, so bf16 "

@@ -173,9 +173,12 @@ def _prefetch(pool: ThreadPoolExecutor, jobs: list[Job], depth: int) -> Iterator
 
 def translate_jobs(translator: Translator, jobs: list[Job], batch_size: int = 4,
                    progress: Callable[[int], None] | None = None, workers: int = 2,
-                   tiling: TileOptions | None = None, geo: GeoOptions | None = None) -> Report:
-    """Run ``jobs``; failures are collected in the report, never raised."""
-    report = Report()
+                   tiling: TileOptions | None = None, geo: GeoOptions | None = None,
+                   report: Report | None = None) -> Report:
+    """Run ``jobs``; failures are collected in the report, never raised. Pass ``report`` to
+    see what was done when the run is interrupted (KeyboardInterrupt propagates once the
+    files in flight are written)."""
+    report = report if report is not None else Report()
     progress = progress or (lambda n: None)
     tiling = tiling or TileOptions()
     scale = translator.meta.scale
@@ -183,6 +186,7 @@ def translate_jobs(translator: Translator, jobs: list[Job], batch_size: int = 4,
 
     def write(job: Job, out: np.ndarray) -> None:
         write_image(job.dst, out)
+        report.done.append(job.dst)  # here, so that an interrupted run still counts it
 
     def tile_for(img: np.ndarray) -> int | None:
         return tiling.tile_for(img.shape[0], img.shape[1], scale)
@@ -246,7 +250,6 @@ def _collect(writes: list[tuple[Job, Future]], report: Report,
             continue
         try:
             fut.result()
-            report.done.append(job.dst)
         except Exception as exc:  # noqa: BLE001 - reported per file, the run goes on
             report.failed.append((job.src, f"cannot write {job.dst}: {exc}"))
     return rest

@@ -40,6 +40,7 @@ import numpy as np
 
 from img2img.data.convert import max_value
 from img2img.data.io import atomic_path
+from img2img.errors import UsageError
 from img2img.inference.tiling import (
     ArraySource,
     BandAssembler,
@@ -147,20 +148,20 @@ class GeoOptions:
 
     def __post_init__(self) -> None:
         if self.extra_bands not in EXTRA_BANDS:
-            raise ValueError(f"extra bands must be one of {', '.join(EXTRA_BANDS)}, "
+            raise UsageError(f"extra bands must be one of {', '.join(EXTRA_BANDS)}, "
                              f"got {self.extra_bands!r}")
         if self.bands is not None:
             if not self.bands or min(self.bands) < 1:
-                raise ValueError(f"bands are 1-based band numbers, got {self.bands}")
+                raise UsageError(f"bands are 1-based band numbers, got {self.bands}")
             if len(set(self.bands)) != len(self.bands):
-                raise ValueError(f"bands repeat a band: {self.bands}")
+                raise UsageError(f"bands repeat a band: {self.bands}")
         if self.data_range is not None and not self.data_range > 0:
-            raise ValueError(f"data range must be positive, got {self.data_range}")
+            raise UsageError(f"data range must be positive, got {self.data_range}")
 
     def check_model(self, in_channels: int) -> None:
-        """Raise ValueError if ``bands`` cannot feed a model with ``in_channels`` inputs."""
+        """Raise UsageError if ``bands`` cannot feed a model with ``in_channels`` inputs."""
         if self.bands is not None and not _fits(len(self.bands), in_channels):
-            raise ValueError(f"--bands {','.join(map(str, self.bands))}: the model takes "
+            raise UsageError(f"--bands {','.join(map(str, self.bands))}: the model takes "
                              f"{in_channels} band(s)")
 
     def plan(self, count: int, in_channels: int) -> tuple[list[int], list[int]]:

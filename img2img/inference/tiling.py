@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from img2img.data.convert import as_channels, max_value
+from img2img.errors import UsageError
 from img2img.inference.translator import Translator
 
 log = logging.getLogger("img2img")
@@ -76,11 +77,11 @@ class TileOptions:
 
     def __post_init__(self) -> None:
         if self.tile is not None and self.tile < 1:
-            raise ValueError(f"tile size must be positive, got {self.tile}")
+            raise UsageError(f"tile size must be positive, got {self.tile}")
         if self.overlap < 0:
-            raise ValueError(f"tile overlap must be >= 0, got {self.overlap}")
+            raise UsageError(f"tile overlap must be >= 0, got {self.overlap}")
         if self.max_pixels is not None and self.max_pixels < 1:
-            raise ValueError(f"max pixels must be positive, got {self.max_pixels}")
+            raise UsageError(f"max pixels must be positive, got {self.max_pixels}")
 
     def limit(self, scale: int) -> int:
         """Input pixels above which an image is tiled."""

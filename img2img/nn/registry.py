@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 from torch import nn
 
+from img2img.errors import UsageError
+
 Builder = Callable[..., nn.Module]
 
 _GENERATORS: dict[str, Builder] = {}
@@ -31,7 +33,7 @@ def _register(table: dict[str, Builder], kind: str, name: str) -> Callable[[Buil
 def _build(table: dict[str, Builder], kind: str, name: str, kwargs: dict) -> nn.Module:
     if name not in table:
         known = ", ".join(sorted(table)) or "(none)"
-        raise ValueError(f"unknown {kind} {name!r}; known {kind}s: {known}")
+        raise UsageError(f"unknown {kind} {name!r}; known {kind}s: {known}")
     builder = table[name]
     params = inspect.signature(builder).parameters
     accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
@@ -59,7 +61,7 @@ def register_discriminator(name: str) -> Callable[[Builder], Builder]:
 def build_generator(name: str, **kwargs) -> nn.Module:
     """Build the generator registered as ``name`` with keyword arguments ``kwargs``.
 
-    Raises ``ValueError`` for an unknown name and ``TypeError`` for an unknown argument.
+    Raises ``UsageError`` for an unknown name and ``TypeError`` for an unknown argument.
     """
     return _build(_GENERATORS, "generator", name, kwargs)
 
@@ -67,7 +69,7 @@ def build_generator(name: str, **kwargs) -> nn.Module:
 def build_discriminator(name: str, **kwargs) -> nn.Module:
     """Build the discriminator registered as ``name`` with keyword arguments ``kwargs``.
 
-    Raises ``ValueError`` for an unknown name and ``TypeError`` for an unknown argument.
+    Raises ``UsageError`` for an unknown name and ``TypeError`` for an unknown argument.
     """
     return _build(_DISCRIMINATORS, "discriminator", name, kwargs)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 
+from img2img.errors import UsageError
+
 # name -> "module:Class"; imported lazily so an unused method costs nothing.
 TASKS: dict[str, str] = {
     "cyclegan": "img2img.tasks.cyclegan:CycleGANTask",
@@ -15,6 +17,6 @@ TASKS: dict[str, str] = {
 def task_class(name: str) -> type:
     """Return the task class registered under ``name``."""
     if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
+        raise UsageError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
     module, cls = TASKS[name].split(":")
     return getattr(importlib.import_module(module), cls)

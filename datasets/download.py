@@ -6,8 +6,10 @@
     python datasets/download.py --list
 
 ``maps`` and ``facades`` are the CycleGAN (unpaired) versions; the pix2pix (A|B) versions
-are ``pix2pix_maps`` and ``pix2pix_facades``. Exit codes: 0 ok (or already present),
-1 download failed (nothing left behind), 2 usage error or manual download needed.
+are ``pix2pix_maps`` and ``pix2pix_facades``. The archive's size and SHA-256 are printed and
+recorded in ``NAME/download.json``; ``--sha256 HEX`` makes a later download check it. Exit
+codes: 0 ok (or already present), 1 download failed or mismatched (nothing left behind),
+2 usage error or manual download needed.
 """
 
 from __future__ import annotations
@@ -24,10 +26,10 @@ from img2img.data.download import (  # noqa: E402
     CATALOGUE,
     DownloadError,
     ManualDownloadError,
-    UnknownDatasetError,
     download_dataset,
     missing_folders,
 )
+from img2img.errors import UsageError  # noqa: E402
 
 
 def parser() -> argparse.ArgumentParser:
@@ -36,6 +38,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", help="dataset name (see --list)")
     p.add_argument("--out", default="datasets", help="parent folder (default datasets/)")
     p.add_argument("--url-base", help="mirror: URL of the folder holding NAME.zip / NAME.tar.gz")
+    p.add_argument("--sha256", metavar="HEX",
+                   help="expected SHA-256 of the archive (refused if it differs); printed and "
+                        "recorded in NAME/download.json after every download")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
     p.add_argument("--list", action="store_true", help="print the dataset names and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -77,9 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     bar = _Bar(ns.quiet)
     try:
         result = download_dataset(ns.name, ns.out, url_base=ns.url_base,
-                                  overwrite=ns.overwrite, progress=bar)
-    except (UnknownDatasetError, ManualDownloadError) as exc:
-        print(f"error: {exc}" if isinstance(exc, UnknownDatasetError) else exc, file=sys.stderr)
+                                  overwrite=ns.overwrite, progress=bar, sha256=ns.sha256)
+    except UsageError as exc:  # unknown name, bad --sha256, or manual download instructions
+        print(exc if isinstance(exc, ManualDownloadError) else f"error: {exc}", file=sys.stderr)
         return 2
     except DownloadError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -97,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: {result.path} has no {', '.join(missing)} folder; check its layout",
               file=sys.stderr)
     print(f"downloaded {result.url} -> {result.path}")
+    check = ("matches the expected SHA-256" if result.verified
+             else "none known to check it against; pin it with --sha256")
+    where = f"; recorded in {result.manifest}" if result.manifest else ""
+    print(f"archive: {result.size} bytes, sha256 {result.sha256} ({check}{where})")
     return 0
 
 

@@ -7,33 +7,46 @@ names (``edges2shoes``, ``night2day``, ...); they unpack to ``OUT/NAME/train|val
 ``A|B`` images. ``cyclegan/NAME`` and ``pix2pix/NAME`` are accepted as aliases. The dataset
 folder is always named after the catalogue name (so both ``maps`` can coexist).
 
-A download streams to a temp folder inside ``OUT``, is checked (the archive opens and lists,
-its size matches Content-Length), extracted there with member checks (no absolute paths, no
-``..``, no links pointing outside, no device files), and the extracted top folder is then
-moved into place with ``os.replace``. A failed or interrupted download leaves no dataset
-folder and removes its temp files.
+A download streams to a temp file in a temp folder inside ``OUT`` while its SHA-256 is
+computed; its size must match Content-Length, and a known size / SHA-256 (catalogue entry or
+the caller's) must match too. The archive is then unpacked by this module itself, never by
+``tarfile.extractall`` (so the safety does not depend on the interpreter's tarfile filters):
+only regular files and folders are accepted -- a symbolic link, hard link, device file or FIFO
+refuses the whole archive, as do absolute names and ``..`` components -- and every file's
+folder is checked again after resolving links. The unpacked top folder, with a
+``download.json`` recording the archive's URL, size and SHA-256, is moved into place with
+``os.replace``. A failed or interrupted download leaves no dataset folder and no temp files.
 """
 
 from __future__ import annotations
 
+import datetime
 import difflib
+import hashlib
+import json
 import os
+import re
 import shutil
 import socket
+import stat
 import tarfile
 import tempfile
 import urllib.error
 import urllib.request
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
+from typing import IO
+
+from img2img.errors import UsageError
 
 __all__ = [
     "CATALOGUE",
     "CYCLEGAN_URL",
+    "MANIFEST_NAME",
     "PIX2PIX_URL",
     "Dataset",
     "DownloadError",
@@ -47,8 +60,16 @@ __all__ = [
     "missing_folders",
 ]
 
+# Both folders live on the same host. It serves the CycleGAN zips over https, and the pix2pix
+# tarballs (published with plain http:// links) are fetched over https too. That the pix2pix
+# folder answers on https could not be checked from the offline machine this was written on;
+# if it ever fails, --url-base http://efrosgans.eecs.berkeley.edu/pix2pix/datasets is the
+# fallback (pin the archive's SHA-256 with --sha256 then).
 CYCLEGAN_URL = "https://efrosgans.eecs.berkeley.edu/cyclegan/datasets"
-PIX2PIX_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets"
+PIX2PIX_URL = "https://efrosgans.eecs.berkeley.edu/pix2pix/datasets"
+
+MANIFEST_NAME = "download.json"
+"""File written into each downloaded dataset folder: URL, size and SHA-256 of its archive."""
 
 ByteProgress = Callable[[int, int | None], None]
 """Called with (bytes received since the last call, total size or None if unknown)."""
@@ -56,13 +77,15 @@ ByteProgress = Callable[[int, int | None], None]
 
 @dataclass(frozen=True)
 class Dataset:
-    """One catalogue entry."""
+    """One catalogue entry; ``size``/``sha256`` are checked when known (never guessed)."""
 
     name: str  # folder name under --out
     family: str  # "cyclegan" or "pix2pix"
     remote: str  # archive name on the server, without suffix
     description: str
     manual: str = ""  # instructions when it cannot be downloaded automatically
+    size: int | None = None  # archive size in bytes, when known
+    sha256: str = ""  # archive SHA-256 (lower-case hex), when known
 
     @property
     def archive(self) -> str:
@@ -122,21 +145,27 @@ class DownloadError(Exception):
     """A download, check or extraction failed (exit code 1); the message is one line."""
 
 
-class UnknownDatasetError(ValueError):
+class UnknownDatasetError(UsageError):
     """The name is not in the catalogue (exit code 2)."""
 
 
-class ManualDownloadError(ValueError):
+class ManualDownloadError(UsageError):
     """The dataset must be downloaded by hand; the message holds the instructions (exit 2)."""
 
 
 @dataclass(frozen=True)
 class DownloadResult:
-    """Where the dataset is, and whether it was already there (nothing downloaded)."""
+    """Where the dataset is, whether it was already there (nothing downloaded), and what the
+    downloaded archive was: its size, SHA-256, whether they matched a known value, and the
+    manifest file that records them (None if skipped or the archive had its own)."""
 
     path: Path
     skipped: bool
     url: str = ""
+    size: int | None = None
+    sha256: str = ""
+    verified: bool = False
+    manifest: Path | None = None
 
 
 def lookup(name: str) -> Dataset:
@@ -163,20 +192,50 @@ def dataset_url(ds: Dataset, url_base: str | None = None) -> str:
 # --------------------------------------------------------------------------- fetching
 
 
-def _fetch(url: str, dst: Path, progress: ByteProgress | None, timeout: float) -> None:
-    """Stream ``url`` into ``dst``; DownloadError with a one-line reason on any failure."""
+@dataclass(frozen=True)
+class _Fetched:
+    size: int
+    sha256: str
+
+
+def _fetch(url: str, dst: Path, progress: ByteProgress | None, timeout: float, *,
+           size: int | None = None, sha256: str = "") -> _Fetched:
+    """Stream ``url`` into ``dst`` (via ``dst.part`` + ``os.replace``), checking the known
+    ``size``/``sha256``; DownloadError with a one-line reason on any failure (nothing left)."""
+    part = dst.with_name(dst.name + ".part")
+    digest = hashlib.sha256()
+    received = 0
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp, open(dst, "wb") as f:
+        with urllib.request.urlopen(url, timeout=timeout) as resp, open(part, "wb") as f:
+            final = resp.geturl() or url
+            if url.lower().startswith("https:") and not final.lower().startswith("https:"):
+                raise DownloadError(f"cannot download {url}: redirected to {final}, which is "
+                                    "not https")
             length = resp.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
+            if size is not None and total is not None and total != size:
+                raise DownloadError(f"cannot download {url}: the server offers {total} bytes, "
+                                    f"expected {size}")
             if progress:
                 progress(0, total)
-            received = 0
             while chunk := resp.read(1 << 20):
                 f.write(chunk)
+                digest.update(chunk)
                 received += len(chunk)
                 if progress:
                     progress(len(chunk), total)
+        if total is not None and received != total:
+            raise DownloadError(f"cannot download {url}: incomplete, got {received} of "
+                                f"{total} bytes")
+        if size is not None and received != size:
+            raise DownloadError(f"{url}: size mismatch: got {received} bytes, expected {size} "
+                                "(download removed)")
+        got = digest.hexdigest()
+        if sha256 and got != sha256:
+            raise DownloadError(f"{url}: sha256 mismatch: got {got}, expected {sha256} "
+                                "(download removed)")
+        os.replace(part, dst)
+        return _Fetched(received, got)
     except urllib.error.HTTPError as exc:
         raise DownloadError(f"cannot download {url}: HTTP {exc.code} {exc.reason}") from None
     except urllib.error.URLError as exc:
@@ -190,84 +249,282 @@ def _fetch(url: str, dst: Path, progress: ByteProgress | None, timeout: float) -
         raise DownloadError(f"cannot download {url}: timed out after {timeout:g} s") from None
     except (OSError, ValueError) as exc:  # disk full, connection reset, bad URL, ...
         raise DownloadError(f"cannot download {url}: {exc}") from None
-    if total is not None and received != total:
-        raise DownloadError(f"cannot download {url}: incomplete, got {received} of "
-                            f"{total} bytes")
+    finally:
+        with suppress(OSError):
+            part.unlink()  # gone already after a successful os.replace
 
 
 # --------------------------------------------------------------------------- extraction
 
+_ONLY_FILES = "dataset archives hold only files and folders"
 
-def _unsafe_name(name: str) -> str | None:
-    """Why an archive member name is unsafe, or None."""
+
+class _Unsafe(Exception):
+    """An archive member that must not be extracted (the message says why)."""
+
+
+class _Damaged(Exception):
+    """Reading the archive failed (the message is the reader's reason)."""
+
+
+class _CannotWrite(Exception):
+    """Writing an extracted member failed (disk full, permissions, ...)."""
+
+
+def _member_parts(name: str) -> tuple[str, ...]:
+    """Path components of an archive member name; _Unsafe if absolute or climbing ``..``.
+
+    Backslashes count as separators (zips made on Windows); ``.`` and empty parts are
+    dropped, so ``./a//b`` is ``("a", "b")`` and ``./`` is ``()`` (the archive root).
+    """
     if not name:
-        return "empty name"
-    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
-        return "absolute path"
-    if ".." in PurePosixPath(name.replace("\\", "/")).parts:
-        return "'..' in path"
-    return None
+        raise _Unsafe("empty name")
+    if "\x00" in name:
+        raise _Unsafe("NUL character in the name")
+    unified = name.replace("\\", "/")
+    if unified.startswith("/") or re.match(r"[A-Za-z]:", unified):
+        raise _Unsafe("absolute path")
+    parts = tuple(p for p in unified.split("/") if p not in ("", "."))
+    if ".." in parts:
+        raise _Unsafe("'..' in path")
+    return parts
 
 
-def _check_tar_member(m: tarfile.TarInfo) -> str | None:
-    reason = _unsafe_name(m.name)
-    if reason:
-        return reason
-    if m.issym() or m.islnk():
-        target = m.linkname
-        if target.startswith(("/", "\\")):
-            return f"link to absolute path {target}"
-        # symlinks resolve from the member's folder, hard links from the archive root
-        base = PurePosixPath(m.name).parent if m.issym() else PurePosixPath()
-        depth = 0
-        for part in (base / target).parts:
-            depth += -1 if part == ".." else 0 if part == "." else 1
-            if depth < 0:
-                return f"link pointing outside the archive ({target})"
-    elif not (m.isfile() or m.isdir()):
-        return "device, FIFO or other special file"
-    return None
+def _tar_kind(m: tarfile.TarInfo) -> str:
+    """``"file"`` or ``"dir"``; _Unsafe for links and special files."""
+    if m.isreg():
+        return "file"
+    if m.isdir():
+        return "dir"
+    if m.issym():
+        raise _Unsafe(f"symbolic link to {m.linkname!r} refused ({_ONLY_FILES})")
+    if m.islnk():
+        raise _Unsafe(f"hard link to {m.linkname!r} refused ({_ONLY_FILES})")
+    if m.ischr() or m.isblk():
+        raise _Unsafe(f"device file refused ({_ONLY_FILES})")
+    if m.isfifo():
+        raise _Unsafe(f"FIFO refused ({_ONLY_FILES})")
+    raise _Unsafe(f"special member of tar type {m.type!r} refused ({_ONLY_FILES})")
+
+
+_ZIP_SPECIAL = {stat.S_IFLNK: "symbolic link", stat.S_IFCHR: "device file",
+                stat.S_IFBLK: "device file", stat.S_IFIFO: "FIFO", stat.S_IFSOCK: "socket"}
+
+
+def _zip_kind(info: zipfile.ZipInfo) -> str:
+    """``"file"`` or ``"dir"``; _Unsafe when the Unix mode bits say link or special file."""
+    kind = _ZIP_SPECIAL.get(stat.S_IFMT(info.external_attr >> 16))
+    if kind:
+        raise _Unsafe(f"{kind} refused ({_ONLY_FILES})")
+    return "dir" if info.is_dir() else "file"
+
+
+def _inside(root: str, path: str) -> bool:
+    """Whether ``path`` is ``root`` or below it once links are resolved (``root`` is real)."""
+    real = os.path.realpath(path)
+    return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
+
+
+_O_NEW_FILE = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+               | getattr(os, "O_BINARY", 0))
+_READ_ERRORS = (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, ValueError,
+                zlib.error, RuntimeError, NotImplementedError)
+
+
+def _read(src: IO[bytes]) -> bytes:
+    try:
+        return src.read(1 << 20)
+    except _READ_ERRORS as exc:  # bad CRC, truncated stream, encrypted zip member, ...
+        raise _Damaged(_first_line(exc)) from None
+
+
+class _Writer:
+    """Creates members under ``root``, a new folder of this module: it holds only the plain
+    folders and files written here, so no link can redirect a write. Each file's folder is
+    still resolved with ``os.path.realpath`` and must be inside ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = os.path.realpath(root)
+        self.made: set[tuple[str, ...]] = {()}  # folders created (or checked) so far
+
+    def _folder(self, parts: tuple[str, ...]) -> str:
+        """Create the folder ``parts`` (and its parents) as plain folders; its path."""
+        for i in range(1, len(parts) + 1):
+            sub = parts[:i]
+            if sub in self.made:
+                continue
+            path = os.path.join(self.root, *sub)
+            try:
+                try:
+                    os.mkdir(path)
+                except FileExistsError:
+                    mode = os.lstat(path).st_mode
+                    if stat.S_ISLNK(mode):  # never made here: someone else's link
+                        raise _Unsafe("its folder is a symbolic link") from None
+                    if not stat.S_ISDIR(mode):
+                        raise _Unsafe(f"{'/'.join(sub)!r} is a file in this archive, not a "
+                                      "folder") from None
+            except OSError as exc:
+                raise _CannotWrite(f"{path}: {exc.strerror or exc}") from None
+            self.made.add(sub)
+        path = os.path.join(self.root, *parts)
+        if not _inside(self.root, path):  # second line of defence: resolve what exists
+            raise _Unsafe("its folder resolves outside the target folder")
+        return path
+
+    def folder(self, parts: tuple[str, ...]) -> None:
+        """Create the folder member ``parts``."""
+        self._folder(parts)
+
+    def file(self, parts: tuple[str, ...], src: IO[bytes]) -> int:
+        """Create the file member ``parts`` from ``src``; the number of bytes written."""
+        path = os.path.join(self._folder(parts[:-1]), parts[-1])
+        if parts in self.made:
+            raise _Unsafe("a folder of the same name is in this archive")
+        try:
+            with suppress(FileNotFoundError):
+                if not stat.S_ISREG(os.lstat(path).st_mode):
+                    raise _Unsafe("its name is taken by something that is not a file")
+                os.unlink(path)  # a later copy of the same member replaces it, as with tar
+            fd = os.open(path, _O_NEW_FILE, 0o666)  # never follows a link or reuses a file
+            written = 0
+            with os.fdopen(fd, "wb") as out:
+                while chunk := _read(src):
+                    out.write(chunk)
+                    written += len(chunk)
+            return written
+        except OSError as exc:
+            raise _CannotWrite(f"{path}: {exc.strerror or exc}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(":")
+
+
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def _too_big(archive: Path, total: int, free: int | None, folder: Path) -> DownloadError:
+    return DownloadError(f"{archive.name} unpacks to at least {total / 1e9:.2f} GB but only "
+                         f"{(free or 0) / 1e9:.2f} GB are free in {folder}")
+
+
+def _tar_members(tf: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    """Members one at a time (a .tar.gz is decompressed once, not once to list and again)."""
+    while True:
+        try:
+            m = tf.next()
+        except (tarfile.TarError, EOFError, OSError, ValueError, zlib.error) as exc:
+            raise _Damaged(_first_line(exc)) from None
+        if m is None:
+            return
+        yield m
+
+
+def _extract_zip(archive: Path, work: Path) -> None:
+    """Check every member of the zip ``archive``, then write them under ``work``."""
+    with zipfile.ZipFile(archive) as zf:
+        infos = zf.infolist()
+        if not infos:
+            raise DownloadError(f"{archive.name}: empty archive")
+        plan = []
+        for info in infos:
+            try:
+                plan.append((info, _member_parts(info.filename), _zip_kind(info)))
+            except _Unsafe as exc:
+                raise DownloadError(f"unsafe member {info.filename!r} in {archive.name}: "
+                                    f"{exc}") from None
+        total = sum(info.file_size for info in infos)  # zipfile reads no more than this
+        free = _free_bytes(work)
+        if free is not None and total > free:
+            raise _too_big(archive, total, free, work)
+        writer = _Writer(work)
+        for info, parts, kind in plan:
+            try:
+                if kind == "dir" or not parts:
+                    writer.folder(parts)
+                else:
+                    with zf.open(info) as src:
+                        writer.file(parts, src)
+            except _Unsafe as exc:
+                raise DownloadError(f"unsafe member {info.filename!r} in {archive.name}: "
+                                    f"{exc}") from None
+            except _Damaged as exc:
+                raise _Damaged(f"member {info.filename!r}: {exc}") from None
+
+
+def _extract_tar(archive: Path, work: Path) -> None:
+    """Check and write the members of the tar ``archive`` under ``work``, one pass."""
+    with tarfile.open(archive) as tf:
+        writer = _Writer(work)
+        free = _free_bytes(work)
+        total = 0
+        count = 0
+        for m in _tar_members(tf):
+            count += 1
+            try:
+                parts, kind = _member_parts(m.name), _tar_kind(m)
+                if kind == "dir" or not parts:
+                    writer.folder(parts)
+                    continue
+                total += m.size  # tarfile reads exactly this many bytes for the member
+                if free is not None and total > free:
+                    raise _too_big(archive, total, free, work)
+                src = tf.extractfile(m)
+                if src is None:
+                    raise _Damaged(f"member {m.name!r} cannot be read")
+                with src:
+                    writer.file(parts, src)
+            except _Unsafe as exc:
+                raise DownloadError(f"unsafe member {m.name!r} in {archive.name}: "
+                                    f"{exc}") from None
+        if not count:
+            raise DownloadError(f"{archive.name}: empty archive")
 
 
 def extract_archive(archive: Path, dst: Path) -> None:
-    """Check ``archive`` (zip or tar[.gz]) and extract it into the folder ``dst``.
+    """Check ``archive`` (zip or tar[.gz|.bz2|.xz]) and extract it into the folder ``dst``.
 
-    Every member is checked before anything is written; DownloadError names the first
-    unsafe member or the reason the archive cannot be read.
+    ``dst`` must not exist or be empty. The members are written into a temp folder next to
+    ``dst`` that becomes ``dst`` only when the whole archive was extracted; a link, device
+    file, FIFO, absolute or ``..`` name refuses the archive. DownloadError names the archive
+    and the first unsafe member, or the reason the archive cannot be read or written.
     """
-    dst.mkdir(parents=True, exist_ok=True)
+    dst = Path(dst)
+    if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
+        raise UsageError(f"cannot extract {archive.name} into {dst}: it exists and is not an "
+                         "empty folder")
     try:
-        if zipfile.is_zipfile(archive):
-            with zipfile.ZipFile(archive) as zf:
-                infos = zf.infolist()
-                if not infos:
-                    raise DownloadError(f"{archive.name}: empty archive")
-                for info in infos:
-                    reason = _unsafe_name(info.filename)
-                    if reason:
-                        raise DownloadError(f"unsafe member {info.filename!r} in "
-                                            f"{archive.name}: {reason}")
-                zf.extractall(dst)  # zip "symlinks" are extracted as plain files
-            return
-        with tarfile.open(archive) as tf:
-            members = tf.getmembers()
-            if not members:
-                raise DownloadError(f"{archive.name}: empty archive")
-            for m in members:
-                reason = _check_tar_member(m)
-                if reason:
-                    raise DownloadError(f"unsafe member {m.name!r} in {archive.name}: {reason}")
-            if hasattr(tarfile, "data_filter"):
-                tf.extractall(dst, members, filter="data")
-            else:  # Python < 3.11.4: members were checked above
-                tf.extractall(dst, members)
-    except DownloadError:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent))
+    except OSError as exc:
+        raise DownloadError(f"cannot create a folder in {dst.parent}: "
+                            f"{exc.strerror or exc}") from None
+    try:
+        try:
+            if zipfile.is_zipfile(archive):
+                _extract_zip(archive, work)
+            else:
+                _extract_tar(archive, work)
+        except _CannotWrite as exc:
+            raise DownloadError(f"cannot extract {archive.name}: {exc}") from None
+        except (_Damaged, *_READ_ERRORS) as exc:  # gzip errors are OSErrors too
+            raise DownloadError(f"{archive.name} is not a valid archive or is damaged: "
+                                f"{_first_line(exc)}") from None
+        try:
+            with suppress(FileNotFoundError):
+                dst.rmdir()  # empty (checked above); Windows cannot os.replace onto a folder
+            os.replace(work, dst)
+        except OSError as exc:
+            raise DownloadError(f"cannot move the extracted files to {dst}: "
+                                f"{exc.strerror or exc}") from None
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
         raise
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, ValueError,
-            zlib.error) as exc:
-        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(":")
-        raise DownloadError(f"{archive.name} is not a valid archive or is damaged: "
-                            f"{detail}") from None
 
 
 def _top_folder(extracted: Path) -> Path:
@@ -278,21 +535,51 @@ def _top_folder(extracted: Path) -> Path:
     return extracted
 
 
+def _write_manifest(folder: Path, record: dict[str, object]) -> Path | None:
+    """Write ``folder/download.json`` (unless the archive brought a file of that name)."""
+    path = folder / MANIFEST_NAME
+    if path.exists() or path.is_symlink():
+        return None
+    try:
+        path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:  # the folder is still a temp folder: a failure leaves nothing
+        raise DownloadError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path
+
+
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+
+
+def _expected(ds: Dataset, size: int | None, sha256: str | None) -> tuple[int | None, str]:
+    """The size and SHA-256 to check: the caller's, else the catalogue's (either may be none)."""
+    want = (sha256 if sha256 is not None else ds.sha256).strip().lower()
+    if want and not _SHA256_RE.fullmatch(want):
+        raise UsageError(f"sha256 {want!r} for {ds.name} is not 64 hexadecimal digits")
+    want_size = size if size is not None else ds.size
+    if want_size is not None and want_size < 0:
+        raise UsageError(f"size {want_size} for {ds.name} is negative")
+    return want_size, want
+
+
 # --------------------------------------------------------------------------- download
 
 
 def download_dataset(name: str, out: str | os.PathLike[str] = "datasets", *,
                      url_base: str | None = None, overwrite: bool = False,
-                     progress: ByteProgress | None = None,
-                     timeout: float = 60.0) -> DownloadResult:
+                     progress: ByteProgress | None = None, timeout: float = 60.0,
+                     sha256: str | None = None, size: int | None = None) -> DownloadResult:
     """Download and unpack dataset ``name`` into ``OUT/<name>`` atomically.
 
-    An existing ``OUT/<name>`` is kept (``skipped=True``) unless ``overwrite``. Raises
-    UnknownDatasetError, ManualDownloadError, or DownloadError (nothing left behind).
+    ``sha256``/``size`` are the archive's expected SHA-256 (hex) and byte count; they default
+    to the catalogue's, which are checked when present. The observed size and SHA-256 are
+    returned and recorded in ``OUT/<name>/download.json``. An existing ``OUT/<name>`` is kept
+    (``skipped=True``) unless ``overwrite``. Raises UnknownDatasetError, ManualDownloadError,
+    UsageError (bad ``sha256``), or DownloadError (nothing left behind).
     """
     ds = lookup(name)
     if ds.manual:
         raise ManualDownloadError(ds.manual)
+    want_size, want_sha = _expected(ds, size, sha256)
     out_p = Path(out)
     dest = out_p / ds.name
     url = dataset_url(ds, url_base)
@@ -307,7 +594,7 @@ def download_dataset(name: str, out: str | os.PathLike[str] = "datasets", *,
     ok = False
     try:
         archive = work / ds.archive
-        _fetch(url, archive, progress, timeout)
+        got = _fetch(url, archive, progress, timeout, size=want_size, sha256=want_sha)
         extracted = work / "extracted"
         try:
             extract_archive(archive, extracted)
@@ -315,6 +602,11 @@ def download_dataset(name: str, out: str | os.PathLike[str] = "datasets", *,
             raise DownloadError(f"{url}: {exc}") from None
         archive.unlink()
         top = _top_folder(extracted)
+        manifest = _write_manifest(top, {
+            "dataset": ds.name, "url": url, "archive": ds.archive, "size": got.size,
+            "sha256": got.sha256, "verified": bool(want_sha),
+            "downloaded": datetime.datetime.now(datetime.timezone.utc)
+            .isoformat(timespec="seconds")})
         previous = work / "previous"  # an overwritten dataset, removed with the work folder
         try:
             if dest.exists() or dest.is_symlink():
@@ -330,7 +622,8 @@ def download_dataset(name: str, out: str | os.PathLike[str] = "datasets", *,
         if created and not ok:
             with suppress(OSError):
                 out_p.rmdir()  # only if still empty: a failed download leaves no trace
-    return DownloadResult(dest, False, url)
+    return DownloadResult(dest, False, url, got.size, got.sha256, bool(want_sha),
+                          dest / MANIFEST_NAME if manifest else None)
 
 
 def missing_folders(result: DownloadResult, name: str) -> list[str]:

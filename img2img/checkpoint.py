@@ -123,6 +123,7 @@ def meta_for(model: torch.nn.Module, arch: str, kwargs: dict[str, Any], task: st
         out_channels=int(getattr(model, "out_channels", 3)),
         scale=int(getattr(model, "scale", 1)),
         size_multiple=int(getattr(model, "size_multiple", 1)),
+        value_range=tuple(float(v) for v in getattr(model, "value_range", (-1.0, 1.0))),
         extra=extra,
     )
 

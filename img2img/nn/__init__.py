@@ -4,7 +4,14 @@ Importing this package registers every architecture with the registry, so
 ``build_generator("resnet_9blocks")`` and ``build_discriminator("patchgan")`` work.
 """
 
-from . import patchgan, resnet, srresnet, unet  # noqa: F401  (imported for registration side effects)
+from . import (  # noqa: F401  (imported for registration side effects)
+    msrresnet,
+    patchgan,
+    resnet,
+    rrdbnet,
+    srresnet,
+    unet,
+)
 from .init import init_weights
 from .patchgan import PatchGANDiscriminator, PixelGANDiscriminator, receptive_field
 from .registry import (

@@ -141,7 +141,11 @@ def translate_parser() -> argparse.ArgumentParser:
     """Flags of ``img2img translate`` / ``tools/translate.py``."""
     p = OneLineParser(prog="img2img translate",
                                 description="Translate a file, a folder tree or a glob.")
-    p.add_argument("--checkpoint", required=True, help="generator .safetensors")
+    p.add_argument("--checkpoint", required=True,
+                   help="generator .safetensors, or a published .pth (reference CycleGAN/"
+                        "pix2pix, ESRGAN, Real-ESRGAN, BasicSR; see img2img import)")
+    p.add_argument("--key", help="entry of a foreign checkpoint's container to use (default: "
+                                 "params_ema, then params, then state_dict)")
     p.add_argument("--input", required=True, help="file, folder (recursive) or glob")
     p.add_argument("--output", required=True, help="output folder (mirrors the input tree)")
     p.add_argument("--ext", help="output format, e.g. png (default: keep the input's)")
@@ -347,7 +351,8 @@ def _translate(ns: argparse.Namespace, world: World, device: torch.device) -> in
     if error is None:
         try:
             translator = Translator.from_checkpoint(ns.checkpoint, str(device), ns.precision,
-                                                    ns.dropout_at_test, compile=ns.compile)
+                                                    ns.dropout_at_test, compile=ns.compile,
+                                                    key=ns.key)
             geo.check_model(translator.meta.in_channels)
             _check_channels(translator.meta.in_channels, jobs, ns.checkpoint)
         except usage as exc:
@@ -386,14 +391,53 @@ def _translate(ns: argparse.Namespace, world: World, device: torch.device) -> in
     return EXIT_FAILED if total.failed else EXIT_OK
 
 
-COMMANDS = {"train": train_main, "translate": translate_main}
+def import_parser() -> argparse.ArgumentParser:
+    """Flags of ``img2img import``."""
+    p = OneLineParser(prog="img2img import",
+                      description="Convert a published generator checkpoint (reference "
+                                  "CycleGAN/pix2pix .pth, ESRGAN / Real-ESRGAN / BasicSR "
+                                  "weights) into the toolkit's self-describing .safetensors.")
+    p.add_argument("file", help="the published checkpoint (.pth, .pt, .ckpt, .safetensors)")
+    p.add_argument("--out", required=True, help="the .safetensors to write")
+    p.add_argument("--task", choices=["cyclegan", "pix2pix", "sr"],
+                   help="recorded in the metadata (default: what the architecture is used for)")
+    p.add_argument("--direction", default="A2B", choices=["A2B", "B2A"],
+                   help="recorded in the metadata (default A2B)")
+    p.add_argument("--key", help="entry of the file's container to use (default: params_ema, "
+                                 "then params, then state_dict)")
+    p.add_argument("--quiet", action="store_true", help="no log lines")
+    p.add_argument("--debug", action="store_true",
+                   help="print the full traceback of an unexpected error")
+    return p
+
+
+def import_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``img2img import``."""
+    ns = import_parser().parse_args(argv)
+    _setup_logging(ns.quiet)
+    try:
+        from img2img.inference.loader import import_checkpoint
+
+        meta = import_checkpoint(ns.file, ns.out, ns.task, ns.direction, ns.key)
+    except _usage_errors() as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # noqa: BLE001 - one line instead of a traceback
+        return report_unexpected(exc, ns.debug)
+    print(f"wrote {ns.out}: {meta.extra.get('family')} as {meta.arch} {meta.kwargs}, "
+          f"x{meta.scale}, values {list(meta.value_range)}, task {meta.task} {meta.direction}; "
+          f"source {meta.extra.get('source')} sha256 {meta.extra.get('source_sha256')}")
+    return EXIT_OK
+
+
+COMMANDS = {"train": train_main, "translate": translate_main, "import": import_main}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``img2img <command> [flags]``."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help") or args[0] not in COMMANDS:
-        print("usage: img2img {train,translate} [flags]   (img2img <command> --help)",
+        print("usage: img2img {train,translate,import} [flags]   (img2img <command> --help)",
               file=sys.stderr)
         return EXIT_OK if args and args[0] in ("-h", "--help") else EXIT_USAGE
     return COMMANDS[args[0]](args[1:])

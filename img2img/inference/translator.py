@@ -14,8 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from img2img.checkpoint import GeneratorMeta, load_generator
+from img2img.checkpoint import GeneratorMeta
 from img2img.data.convert import as_channels, from_tensor, to_tensor
+from img2img.inference.loader import load_model
 from img2img.runtime import autocast, check_precision, release_on_new_shape, resolve_device
 
 
@@ -61,10 +62,11 @@ class Translator:
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str = "auto",
                         precision: str = "fp32", dropout_at_test: bool = False,
-                        compile: bool = False) -> Translator:
-        """Load a generator ``.safetensors`` written by the trainer; no other flag needed."""
+                        compile: bool = False, key: str | None = None) -> Translator:
+        """Load a generator ``.safetensors`` written by the trainer (no other flag needed), or
+        a published checkpoint of another project (``inference.loader``)."""
         dev = resolve_device(device)
-        model, meta = load_generator(path, dev)
+        model, meta = load_model(path, dev, key)
         return cls(model, meta, dev, precision, dropout_at_test, compile)
 
     # --- tensors ------------------------------------------------------------------------
@@ -75,10 +77,21 @@ class Translator:
         # Tiny images (e.g. 1x1, 17x3) are padded up to the smallest size the network accepts.
         padded, h, w = pad_to_multiple(x, self.meta.size_multiple, min_size=self.min_size)
         release_on_new_shape(padded.shape)
+        lo, hi = self.meta.value_range
+        bgr = self.meta.channel_order == "BGR" and padded.shape[1] == 3
+        if (lo, hi) != (-1.0, 1.0):  # e.g. [0, 1] for BasicSR models
+            padded = (padded + 1) * ((hi - lo) / 2) + lo
+        if bgr:
+            padded = padded.flip(1)
         with autocast(self.device, self.precision):
             y = self.model(padded)
         s = self.meta.scale
-        return y[..., : h * s, : w * s].float().clamp_(-1, 1)
+        y = y[..., : h * s, : w * s].float().clamp_(lo, hi)
+        if bgr:
+            y = y.flip(1)
+        if (lo, hi) != (-1.0, 1.0):
+            y = (y - lo) * (2 / (hi - lo)) - 1
+        return y
 
     # --- arrays -------------------------------------------------------------------------
     def _prepare(self, img: np.ndarray) -> tuple[torch.Tensor, dict[str, Any]]:

@@ -271,14 +271,14 @@ def _translate(ns: argparse.Namespace, world: World, device: torch.device) -> in
     from img2img.checkpoint import CheckpointError
     from img2img.engine import distributed
     from img2img.errors import UsageError
-    from img2img.inference.folder import Report, plan, translate_jobs
+    from img2img.inference.folder import Plan, Report, plan, translate_jobs
     from img2img.inference.geotiff import GeoOptions
     from img2img.inference.tiling import TileOptions
     from img2img.inference.translator import Translator
     from img2img.runtime import default_batch_size
 
     usage = (UsageError, CheckpointError, FileNotFoundError, ValueError)
-    error, planned = None, ([], [])
+    error, planned = None, Plan()
     try:
         tiling = TileOptions(ns.tile, ns.tile_overlap, ns.max_pixels)
         geo = GeoOptions(ns.bands, ns.extra_bands, ns.data_range)
@@ -286,7 +286,7 @@ def _translate(ns: argparse.Namespace, world: World, device: torch.device) -> in
             planned = plan(ns.input, ns.output, ns.ext, ns.overwrite)
     except usage as exc:
         error = str(exc)
-    error, (jobs, skipped) = distributed.broadcast(world, (error, planned))
+    error, planned = distributed.broadcast(world, (error, planned))
     translator = None
     if error is None:
         try:
@@ -300,14 +300,15 @@ def _translate(ns: argparse.Namespace, world: World, device: torch.device) -> in
         if world.is_main:
             print(f"error: {errors[0]}", file=sys.stderr)
         return EXIT_USAGE
-    mine = jobs[world.rank :: world.size]
+    mine = planned.jobs[world.rank :: world.size]
     quiet = ns.quiet or not world.is_main
     with tqdm(total=len(mine), disable=quiet, unit="img", dynamic_ncols=True) as bar:
         batch_size = ns.batch_size or default_batch_size(translator.device)
         report = translate_jobs(translator, mine, batch_size, progress=bar.update,
                                 tiling=tiling, geo=geo)
     reports = distributed.all_gather(world, report)
-    total = Report(skipped=list(skipped))
+    total = Report(skipped=list(planned.skipped), failed=list(planned.failed),
+                   removed_temp=planned.removed_temp)
     for r in reports:
         total.done += r.done
         total.skipped += r.skipped

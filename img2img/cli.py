@@ -331,14 +331,14 @@ def _translate(ns: argparse.Namespace, world: World, device: torch.device) -> in
     from tqdm import tqdm
 
     from img2img.engine import distributed
-    from img2img.inference.folder import Report, plan, translate_jobs
+    from img2img.inference.folder import Plan, Report, plan, translate_jobs
     from img2img.inference.geotiff import GeoOptions
     from img2img.inference.tiling import TileOptions
     from img2img.inference.translator import Translator
     from img2img.runtime import default_batch_size
 
     usage = _usage_errors()
-    error, planned = None, ([], [])
+    error, planned = None, Plan()
     try:
         tiling = TileOptions(ns.tile, ns.tile_overlap, ns.max_pixels)
         geo = GeoOptions(ns.bands, ns.extra_bands, ns.data_range)
@@ -346,7 +346,7 @@ def _translate(ns: argparse.Namespace, world: World, device: torch.device) -> in
             planned = plan(ns.input, ns.output, ns.ext, ns.overwrite)
     except usage as exc:
         error = str(exc)
-    error, (jobs, skipped) = distributed.broadcast(world, (error, planned))
+    error, planned = distributed.broadcast(world, (error, planned))
     translator = None
     if error is None:
         try:
@@ -354,7 +354,7 @@ def _translate(ns: argparse.Namespace, world: World, device: torch.device) -> in
                                                     ns.dropout_at_test, compile=ns.compile,
                                                     key=ns.key)
             geo.check_model(translator.meta.in_channels)
-            _check_channels(translator.meta.in_channels, jobs, ns.checkpoint)
+            _check_channels(translator.meta.in_channels, planned.jobs, ns.checkpoint)
         except usage as exc:
             error = str(exc)
     errors = [e for e in distributed.all_gather(world, error) if e]
@@ -362,7 +362,7 @@ def _translate(ns: argparse.Namespace, world: World, device: torch.device) -> in
         if world.is_main:
             print(f"error: {errors[0]}", file=sys.stderr)
         return EXIT_USAGE
-    mine = jobs[world.rank :: world.size]
+    mine = planned.jobs[world.rank :: world.size]
     quiet = ns.quiet or not world.is_main
     report = Report()
     try:
@@ -378,7 +378,8 @@ def _translate(ns: argparse.Namespace, world: World, device: torch.device) -> in
               file=sys.stderr)
         return EXIT_INTERRUPTED
     reports = distributed.all_gather(world, report)
-    total = Report(skipped=list(skipped))
+    total = Report(skipped=list(planned.skipped), failed=list(planned.failed),
+                   removed_temp=planned.removed_temp)
     for r in reports:
         total.done += r.done
         total.skipped += r.skipped

@@ -8,6 +8,7 @@ what ``read_image`` should produce (or which error reason it should report).
 from __future__ import annotations
 
 import io
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ __all__ = [
     "Sample",
     "make_messy_tree",
     "photo_like",
+    "write_animated",
     "write_bmp",
     "write_cmyk_jpeg",
     "write_cmyk_tiff",
@@ -30,6 +32,8 @@ __all__ = [
     "write_gray16_png",
     "write_gray16_tiff",
     "write_gray_png",
+    "write_still_gif",
+    "write_tiff_pages",
     "write_jpeg",
     "write_la_png",
     "write_la_tiff",
@@ -296,6 +300,65 @@ def write_bmp(folder: Path, name: str = "photo.bmp", size=(37, 53), seed=15) -> 
     """24-bit RGB BMP."""
     arr = photo_like(*size, seed=seed)
     return _sample(_save_pil(Image.fromarray(arr), Path(folder) / name, "BMP"), "rgb_bmp", arr)
+
+
+def write_still_gif(folder: Path, name: str = "still.gif", size=(12, 10)) -> Sample:
+    """A one-frame palette GIF (reads as RGB)."""
+    h, w = size
+    idx = (np.add.outer(np.arange(h), np.arange(w)) % len(_PALETTE)).astype(np.uint8)
+    im = Image.new("P", (w, h))
+    im.frombytes(idx.tobytes())
+    im.putpalette([v for rgb in _PALETTE for v in rgb])
+    path = _save_pil(im, Path(folder) / name, "GIF")
+    return _sample(path, "still_gif", np.array(_PALETTE, np.uint8)[idx])
+
+
+def write_animated(folder: Path, name: str = "anim.gif", frames: int = 3,
+                   size=(12, 10)) -> Sample:
+    """An animated GIF, PNG (APNG) or WebP (format from the suffix) with distinct frames;
+    ``read_image`` would return only the first frame, so it counts as not readable."""
+    images = [Image.fromarray(photo_like(*size, seed=40 + i)) for i in range(frames)]
+    fmt = {".gif": "GIF", ".png": "PNG", ".webp": "WEBP"}[Path(name).suffix.lower()]
+    path = _save_pil(images[0], Path(folder) / name, fmt, save_all=True,
+                     append_images=images[1:], duration=100, loop=0)
+    return _bad(path, f"animated_{fmt.lower()}", f"({frames} frames")
+
+
+def write_tiff_pages(folder: Path, name: str = "pages.tif", subfile_types=(0, 0, 0),
+                     size=(12, 10)) -> Sample:
+    """An uncompressed RGB TIFF with one IFD per entry of ``subfile_types`` (NewSubfileType:
+    0 = a page, 1 = a reduced-resolution copy at half size). Written byte by byte, so the
+    IFD chain is exactly as asked. More than one page: a bad sample (pages would be lost)."""
+    pages = [photo_like(*(size if t == 0 else (size[0] // 2, size[1] // 2)), seed=50 + i)
+             for i, t in enumerate(subfile_types)]
+    out = bytearray(b"II*\x00\x00\x00\x00\x00")
+    link = 4  # where the offset of the next IFD goes
+    for arr, kind in zip(pages, subfile_types, strict=True):
+        h, w = arr.shape[:2]
+        strip = len(out)
+        out += arr.tobytes()
+        bits = len(out)
+        out += struct.pack("<3H", 8, 8, 8)
+        if len(out) % 2:
+            out += b"\x00"
+        tags = [(254, 4, kind), (256, 4, w), (257, 4, h), (258, 3, bits), (259, 3, 1),
+                (262, 3, 2), (273, 4, strip), (277, 3, 3), (278, 4, h), (279, 4, arr.nbytes),
+                (284, 3, 1)]
+        ifd = len(out)
+        out[link : link + 4] = struct.pack("<I", ifd)
+        out += struct.pack("<H", len(tags))
+        for tag, typ, value in tags:
+            count = 3 if tag == 258 else 1
+            field = struct.pack("<HI", value, 0)[:4] if typ == 3 and count == 1 else \
+                struct.pack("<I", value)
+            out += struct.pack("<HHI", tag, typ, count) + field
+        link = len(out)
+        out += b"\x00\x00\x00\x00"
+    path = _write_bytes(Path(folder) / name, bytes(out))
+    n = sum(t == 0 for t in subfile_types)
+    if n > 1:
+        return _bad(path, "multipage_tiff", f"multi-page TIFF ({n} pages)")
+    return _sample(path, "tiff_with_overview", pages[0])
 
 
 # --------------------------------------------------------------------------- bad files

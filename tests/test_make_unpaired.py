@@ -192,6 +192,22 @@ def test_refuses_root_inside_source_or_over_a_source(
     assert (root / "trainB" / "b.png").exists()
 
 
+def test_refuses_root_whose_replaced_folders_link_outside(
+    messy: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, elsewhere = messy["out"], tmp_path / "elsewhere"
+    write_png(elsewhere, "mine.png", size=SIZE, seed=41)
+    out.mkdir()
+    (out / "trainA").symlink_to(elsewhere)  # --overwrite would replace it
+    assert main(_args(messy, None, "--overwrite")) == 2
+    err = capsys.readouterr().err
+    assert "destination resolves outside the output folder" in err and "trainA" in err
+    assert len(err.strip().splitlines()) == 1
+    assert (out / "trainA").is_symlink() and _tree(elsewhere) == {
+        "mine.png": _sha(elsewhere / "mine.png")}
+    assert sorted(p.name for p in out.iterdir()) == ["trainA"]
+
+
 def test_usage_errors(messy: dict[str, Path], tmp_path: Path,
                       capsys: pytest.CaptureFixture[str]) -> None:
     out = str(tmp_path / "o")

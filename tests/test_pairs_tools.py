@@ -35,6 +35,8 @@ def _script(name: str) -> ModuleType:
 
 combine_pairs = _script("combine_pairs")
 make_paired = _script("make_paired")
+make_sr_pairs = _script("make_sr_pairs")
+OUTSIDE = "destination resolves outside the output folder"
 
 
 def _files(root: Path) -> list[str]:
@@ -153,6 +155,54 @@ def test_split_odd_width_named_and_out_inside_input(tmp_path: Path,
                                "--quiet"]) == 2
     assert "refusing" in capsys.readouterr().err and not (src / "out").exists()
     assert combine_pairs.main(["--a", str(src)]) == 2  # argparse usage error
+
+
+@pytest.mark.parametrize("into_input", [False, True])
+def test_combine_refuses_destinations_that_a_link_leads_out(
+        tmp_path: Path, capsys: pytest.CaptureFixture, into_input: bool) -> None:
+    a, b = _two_folders(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    target = a / "sub" if into_input else elsewhere
+    before = _files(target)
+    out = tmp_path / "ab"
+    out.mkdir()
+    (out / "sub").symlink_to(target)
+    assert combine_pairs.main(["--a", str(a), "--b", str(b), "--out", str(out), "--quiet"]) == 1
+    cap = capsys.readouterr()
+    assert f"failed: {a / 'sub/deep.png'}: {OUTSIDE}: {out / 'sub/deep.png'}" in cap.err
+    assert "2 pairs written, 1 failed" in cap.out
+    assert _files(target) == before
+    assert _files(out) == ["g.png", "x.png"]
+
+    if into_input:
+        return
+    # Splitting: both halves are checked before either is written.
+    split = tmp_path / "split"
+    split.mkdir()
+    (split / "B").symlink_to(elsewhere)
+    assert combine_pairs.main(["--split", "--input", str(out), "--out", str(split),
+                               "--quiet"]) == 1
+    cap = capsys.readouterr()
+    assert cap.err.count(OUTSIDE) == 2 and "0 files written, 2 failed" in cap.out
+    assert _files(elsewhere) == [] and not (split / "A").exists()
+
+
+def test_make_sr_pairs_refuses_destinations_that_a_link_leads_out(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    src, out, elsewhere = tmp_path / "hr", tmp_path / "x2", tmp_path / "elsewhere"
+    write_png(src, "a.png", size=(8, 8))
+    write_png(src / "sub", "b.png", size=(8, 8))
+    elsewhere.mkdir()
+    (out / "LR_x2").mkdir(parents=True)
+    (out / "LR_x2" / "sub").symlink_to(elsewhere)
+    assert make_sr_pairs.main(["--hr", str(src), "--scale", "2", "--out", str(out),
+                               "--quiet"]) == 1
+    cap = capsys.readouterr()
+    assert f"failed: {src.resolve() / 'sub/b.png'}: {OUTSIDE}" in cap.err
+    assert "1 pairs written, 1 failed" in cap.out
+    assert _files(elsewhere) == [] and not (out / "HR" / "sub").exists()
+    assert _files(out / "HR") == ["a.png"]
 
 
 # --------------------------------------------------------------------------- make_paired

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from imgfactory import make_messy_tree
 
-from img2img.data.scan import expand_inputs, is_image_path, list_images
+from img2img.data.scan import expand_inputs, is_image_path, list_images, scan_inputs
 
 
 def _touch(root: Path, *rels: str) -> None:
@@ -129,3 +129,40 @@ def test_expand_nothing_matched(tmp_path: Path) -> None:
     assert expand_inputs(str(tmp_path / "missing.png")) == (None, [])
     (tmp_path / "empty").mkdir()
     assert expand_inputs(str(tmp_path / "empty")) == (tmp_path / "empty", [])
+
+
+def _reasons(root: Path, rejected: list[tuple[Path, str]]) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): reason for p, reason in rejected}
+
+
+def test_scan_inputs_reports_what_a_folder_run_leaves_out(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    _touch(root, "a.png", "still.gif", "sub/photo.HEIC", "sub/x.jp2", "notes.txt", ".h/y.avif")
+    os.symlink(root / "nowhere.png", root / "sub" / "gone.png")
+    os.symlink(root / "nowhere.txt", root / "gone.txt")  # not image-like: not an input
+    os.symlink(root / "sub" / "self.jpg", root / "sub" / "self.jpg")  # a link loop
+    found = scan_inputs(str(root))
+    assert found.base == root and _rel(root, found.files) == ["a.png", "still.gif"]
+    reasons = _reasons(root, found.rejected)
+    assert sorted(reasons) == ["sub/gone.png", "sub/photo.HEIC", "sub/self.jpg", "sub/x.jp2"]
+    assert reasons["sub/gone.png"].startswith("broken symbolic link")
+    assert str(root / "nowhere.png") in reasons["sub/gone.png"]
+    assert reasons["sub/self.jpg"].startswith("broken symbolic link")
+    assert reasons["sub/photo.HEIC"].startswith("unsupported image format .heic")
+    # the listing for training is unchanged
+    assert _rel(root, list_images(root)) == ["a.png"]
+
+
+def test_scan_inputs_glob_reports_every_match_left_out(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    _touch(root, "a.png", "b.txt", "c.heic", "sub/d.png", ".hidden.png")
+    os.symlink(root / "nowhere.png", root / "e.png")
+    found = scan_inputs(f"{root}/*")
+    assert _rel(root, found.files) == ["a.png"]
+    reasons = _reasons(root, found.rejected)
+    assert sorted(reasons) == ["b.txt", "c.heic", "e.png"]
+    assert reasons["b.txt"].startswith("not an image file name (.txt")
+    found = scan_inputs(f"{root}/**/*.png")
+    assert _rel(root, found.files) == ["a.png", "sub/d.png"]
+    assert sorted(_reasons(root, found.rejected)) == ["e.png"]
+    assert scan_inputs(str(root / "e.png")).rejected == [(root / "e.png", reasons["e.png"])]

@@ -18,11 +18,15 @@ from imgfactory import (
     Sample,
     make_messy_tree,
     photo_like,
+    write_animated,
     write_exif_jpeg,
     write_gray16_png,
     write_jpeg,
     write_png,
     write_rgba_png,
+    write_still_gif,
+    write_text_file,
+    write_tiff_pages,
 )
 from PIL import Image
 from safetensors.torch import save_file
@@ -30,7 +34,9 @@ from safetensors.torch import save_file
 from img2img.checkpoint import meta_for, save_generator
 from img2img.cli import translate_main
 from img2img.data.convert import from_tensor, to_tensor
-from img2img.data.io import read_image
+from img2img.data.io import atomic_path, read_image
+from img2img.inference.folder import plan, translate_jobs
+from img2img.inference.tiling import TileOptions
 from img2img.inference.translator import Translator
 from img2img.nn import build_generator
 
@@ -599,4 +605,154 @@ def test_input_that_matches_nothing(
         capsys, "--checkpoint", checkpoint, "--input", tmp_path / spec, "--output", tmp_path / "out"
     )
     _assert_usage_error(code, out, err, spec)
+    assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------- links and leftovers
+
+
+OUTSIDE = "destination resolves outside the output folder"
+
+
+def _failures(err: str) -> dict[str, str]:
+    """{path: reason} of the ``failed: PATH: REASON`` lines on stderr."""
+    out = {}
+    for line in err.splitlines():
+        if line.startswith("failed: "):
+            path, _, reason = line[len("failed: "):].partition(": ")
+            out[path] = reason
+    return out
+
+
+def test_links_in_the_output_never_lead_writes_out(
+    capsys: pytest.CaptureFixture[str], checkpoint: Path, tmp_path: Path
+) -> None:
+    src, dst, elsewhere = tmp_path / "in", tmp_path / "out", tmp_path / "elsewhere"
+    for rel in ("a.png", "b.png", "sub/c.png", "deep/d.png", "fine/e.png"):
+        write_png(src / Path(rel).parent, Path(rel).name, size=(9, 9))
+    (elsewhere / "dir").mkdir(parents=True)
+    (elsewhere / "victim.png").write_bytes(b"keep me")
+    dst.mkdir()
+    (dst / "sub").symlink_to(elsewhere / "dir")  # a subfolder leading out of the output
+    (dst / "deep").symlink_to(src / "deep")  # ... and one leading into the input tree
+    (dst / "b.png").symlink_to(elsewhere / "victim.png")  # an output file that is a link out
+    before = _hashes(src)
+
+    code, out, err = _run(capsys, "--checkpoint", checkpoint, "--input", src, "--output", dst)
+
+    assert code == 1, err
+    assert _summary(out) == (2, 0, 3)
+    failures = _failures(err)
+    for rel in ("b.png", "sub/c.png", "deep/d.png"):
+        assert OUTSIDE in failures[str(src / rel)], err
+    assert _files(elsewhere) == {"victim.png"} and (elsewhere / "victim.png").read_bytes() == \
+        b"keep me"
+    assert _hashes(src) == before, "nothing may appear in (or change below) the input tree"
+    assert read_image(dst / "a.png").shape == (9, 9, 3)
+    assert read_image(dst / "fine/e.png").shape == (9, 9, 3)
+
+
+@pytest.mark.parametrize("tile", [None, 8])
+def test_a_link_made_after_planning_is_caught_before_writing(
+    translator: Translator, tmp_path: Path, tile: int | None
+) -> None:
+    src, dst, elsewhere = tmp_path / "in", tmp_path / "out", tmp_path / "elsewhere"
+    write_png(src, "a.png", size=(20, 20))
+    write_png(src / "sub" / "new", "b.png", size=(20, 20))
+    elsewhere.mkdir()
+    planned = plan(str(src), dst)
+    assert len(planned.jobs) == 2 and not planned.failed
+    dst.mkdir()
+    (dst / "sub").symlink_to(elsewhere)  # swapped in while the run was queued
+    report = translate_jobs(translator, planned.jobs, tiling=TileOptions(tile=tile))
+    assert report.done == [dst / "a.png"]
+    assert [(p, r.split(":")[0]) for p, r in report.failed] == [(src / "sub/new/b.png", OUTSIDE)]
+    assert list(elsewhere.iterdir()) == [], "not even the parent folders may be created there"
+
+
+def test_rerun_removes_leftover_temp_files_of_ours_only(
+    capsys: pytest.CaptureFixture[str], checkpoint: Path, tmp_path: Path
+) -> None:
+    src, dst, elsewhere = tmp_path / "in", tmp_path / "out", tmp_path / "elsewhere"
+    write_png(src, "a.png", size=(9, 9))
+    write_png(src / "sub", "b.png", size=(9, 9))
+    ours = [dst / ".a.png.0123abcd.tmp", dst / "sub/.b.png.deadbeef.tmp",
+            dst / "sub/.big.tif.00ff00ff.tmp"]
+    theirs = [dst / ".notes.tmp", dst / ".a.png.0123ABCD.tmp", dst / ".a.png.0123abcd.tmp.bak",
+              dst / "a.png.0123abcd.tmp", dst / ".cache/.x.png.12345678.tmp",
+              elsewhere / ".c.png.87654321.tmp"]
+    for f in ours + theirs:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(b"\0" * 1000)
+    (dst / "linked").symlink_to(elsewhere)  # not followed: not our output tree
+    args = ["--checkpoint", checkpoint, "--input", src, "--output", dst]
+
+    with atomic_path(dst / "busy.png") as busy:  # a temp file a running writer holds
+        code, out, err = _run(capsys, *args)
+        assert busy.exists(), "a temp file in use must not be removed"
+    assert code == 0, err
+    assert out.strip().splitlines()[-1] == (
+        "2 translated, 0 skipped (output exists), 0 failed, removed 3 leftover temp files")
+    assert not [f for f in ours if f.exists()]
+    assert all(f.exists() for f in theirs)
+
+    code, out, err = _run(capsys, *args)  # nothing left to remove: no mention
+    assert code == 0 and out.strip().splitlines()[-1] == (
+        "0 translated, 2 skipped (output exists), 0 failed")
+
+
+def test_inputs_left_out_are_reported_with_the_reason(
+    capsys: pytest.CaptureFixture[str], checkpoint: Path, tmp_path: Path
+) -> None:
+    src = tmp_path / "in"
+    write_png(src, "good.png", size=(9, 9))
+    still = write_still_gif(src, "still.gif")
+    anim = write_animated(src, "anim.gif")
+    apng = write_animated(src / "sub", "anim.png")
+    pages = write_tiff_pages(src, "pages.tif", (0, 0, 0))
+    write_tiff_pages(src, "overview.tif", (0, 1))  # one page and its reduced copy: fine
+    (src / "photo.heic").write_bytes(b"\0\0\0\x18ftypheic")
+    (src / "sub" / "gone.png").symlink_to(tmp_path / "missing.png")
+    write_text_file(src, "notes.txt")  # not image-like: not an input of a folder run
+    dst = tmp_path / "out"
+
+    code, out, err = _run(capsys, "--checkpoint", checkpoint, "--input", src, "--output", dst)
+    assert code == 1, err
+    failures = _failures(err)
+    assert "animated GIF: not supported" in failures[str(anim.path)]
+    assert "animated PNG: not supported" in failures[str(apng.path)]
+    assert "multi-page TIFF (3 pages)" in failures[str(pages.path)]
+    assert "--ext" in failures[str(still.path)]
+    assert "unsupported image format .heic" in failures[str(src / "photo.heic")]
+    assert "broken symbolic link" in failures[str(src / "sub/gone.png")]
+    assert len(failures) == 6 and "notes.txt" not in err
+    assert _summary(out) == (2, 0, 6)
+    assert _files(dst) == {"good.png", "overview.tif"}
+    assert read_image(dst / "overview.tif").shape == (12, 10, 3)
+
+    # With --ext a still GIF is translated; the rest stay refused.
+    code, out, err = _run(capsys, "--checkpoint", checkpoint, "--input", src, "--output",
+                          tmp_path / "png", "--ext", "png")
+    assert code == 1 and _summary(out) == (3, 0, 5), err
+    assert read_image(tmp_path / "png/still.png").shape == (12, 10, 3)
+    assert str(still.path) not in err
+
+    # A glob reports every match it does not translate, whatever the suffix.
+    code, out, err = _run(capsys, "--checkpoint", checkpoint, "--input", f"{src}/*",
+                          "--output", tmp_path / "glob", "--ext", "png")
+    failures = _failures(err)
+    assert code == 1 and "not an image file name (.txt" in failures[str(src / "notes.txt")]
+    assert str(src / "sub/gone.png") not in failures, "a flat glob does not reach sub/"
+
+
+@pytest.mark.parametrize("ext", ["gif", ".GIF", "xyz"])
+def test_ext_that_cannot_be_written_is_a_usage_error_before_any_work(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, ext: str
+) -> None:
+    write_png(tmp_path / "in", "a.png")
+    missing = tmp_path / "nope.safetensors"  # loading it would be the first model work
+    code, out, err = _run(capsys, "--checkpoint", missing, "--input", tmp_path / "in",
+                          "--output", tmp_path / "out", "--ext", ext)
+    _assert_usage_error(code, out, err, f"--ext {ext}", "cannot write")
+    assert len(err.strip().splitlines()) == 1 and "nope" not in err
     assert not (tmp_path / "out").exists()

@@ -129,7 +129,7 @@ def _model_only(translator: Translator, batches: list[torch.Tensor]
 def _folder(translator: Translator, src: Path, out: Path, batch_size: int, workers: int
             ) -> float:
     start = time.perf_counter()
-    jobs, _ = plan(str(src), out, overwrite=True)
+    jobs = plan(str(src), out, overwrite=True).jobs
     report = translate_jobs(translator, jobs, batch_size, workers=workers)
     seconds = time.perf_counter() - start
     if report.failed or len(report.done) != len(jobs):

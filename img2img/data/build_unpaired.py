@@ -35,7 +35,9 @@ Sources are folders, globs, list files (:mod:`img2img.data.sources`) or a label 
    so its presence marks a complete dataset. A failure leaves ROOT as it was.
 
 ROOT must be empty or absent (unless ``overwrite``), must not be (inside) a folder a source
-reads, and must not hold a source file in a folder it would replace. Sources are only read.
+reads, must not hold a source file in a folder it would replace, and none of the entries it
+would replace may be a symbolic link leading outside ROOT (:mod:`img2img.data.paths`).
+Sources are only read.
 """
 
 from __future__ import annotations
@@ -61,6 +63,13 @@ from img2img.data.io import (
     atomic_write_bytes,
     decode_image,
     write_image,
+)
+from img2img.data.paths import (
+    check_clear_of_inputs,
+    check_output_folder,
+    is_inside,
+    outside_reason,
+    real,
 )
 from img2img.data.resize import resize_short_side
 from img2img.data.scan import is_image_path
@@ -228,14 +237,6 @@ def _container_suffix(head: bytes) -> str | None:
     return next((suffix for magic, suffix in _CONTAINER_SUFFIX if head.startswith(magic)), None)
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
-
-
-def _real(path: str | os.PathLike[str]) -> Path:
-    return Path(os.path.realpath(path))
-
-
 # --------------------------------------------------------------------------- checking
 
 
@@ -319,25 +320,25 @@ def _collect(opts: UnpairedOptions) -> tuple[dict[str, list[Source]], Any]:
 
 def _check_output(out: Path, sources: list[Source], files: list[Path], overwrite: bool) -> None:
     """UsageError unless ROOT can be written without touching any source (module docstring)."""
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} exists and is not a folder")
-    out_real = _real(out)
-    for src in sources:
-        if src.folder is None:
-            continue
-        folder = _real(src.folder)
-        if out_real == folder or (src.recursive and _inside(out_real, folder)):
-            raise UsageError(f"--out {out} is inside the source folder {src.folder} (from "
-                             f"{src.spec}); choose a folder outside the sources")
+    check_output_folder(out, "--out")
+    # A flat glob reads only its folder's top level: ROOT may lie below it, but not be it.
+    folders = [(s.folder, f"the source folder {s.folder} (from {s.spec})") for s in sources
+               if s.folder is not None and (s.recursive or real(s.folder) == real(out))]
+    check_clear_of_inputs(out, folders, flag="--out")
+    for name in (*SPLIT_DIRS, MANIFEST):
+        if (reason := outside_reason(out / name, out)) is not None:
+            raise UsageError(f"{reason}; this build would replace it: remove the link or "
+                             f"choose another --out")
     # Compare both the given (abspath) and the real form: a symlink in a replaced folder
     # would dangle once the folder is replaced, whatever it points to.
     replaced = [(name, p) for name in (*SPLIT_DIRS, MANIFEST) for p in (out / name,
-                                                                      _real(out / name))]
+                                                                      real(out / name))]
     extra = [s.listing for s in sources if s.listing is not None]
     extra += [s.folder for s in sources if s.folder is not None]
     for f in [*files, *extra]:
-        for form in (f, _real(f)):
-            hit = next((name for name, d in replaced if _inside(form, d)), None)
+        for form in (f, real(f)):
+            hit = next((name for name, d in replaced if is_inside(form, d, resolve=False)),
+                       None)
             if hit is not None:
                 raise UsageError(f"source {f} is in {out / hit}, which this build would "
                                  "replace; choose another --out")

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import io
 import os
-import secrets
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -40,16 +39,20 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import GifImagePlugin, Image, ImageOps, PngImagePlugin, TiffImagePlugin, WebPImagePlugin
+
+from img2img.data.paths import lock_temp, temp_name
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "READ_ONLY_EXTENSIONS",
     "ImageIOError",
     "ImageReadError",
     "ImageWriteError",
     "atomic_path",
     "atomic_write_bytes",
     "decode_image",
+    "dropped_frames_reason",
     "encode_image",
     "read_image",
     "read_image_info",
@@ -542,18 +545,24 @@ def write_image(path: PathLike, array: np.ndarray, *, quality: int = 95) -> None
 # --------------------------------------------------------------------------- atomic files
 
 
-def _create_temp(target: Path) -> Path:
-    """Create an empty, unique ``.<name>.<random>.tmp`` next to ``target`` (umask-respecting)."""
+def _create_temp(target: Path) -> tuple[Path, int | None]:
+    """Create an empty, unique ``paths.temp_name`` file next to ``target`` (umask-respecting).
+
+    Returns it with an open descriptor holding its in-use lock (``paths.lock_temp``), or
+    None where there are no locks (the descriptor is then closed at once).
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     while True:
-        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+        tmp = target.with_name(temp_name(target.name))
         try:
             # os.open with 0o666 applies the umask like a normal file (mkstemp would force 0600).
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:
             continue
+        if lock_temp(fd):
+            return tmp, fd
         os.close(fd)
-        return tmp
+        return tmp, None
 
 
 def _fsync_file(path: Path) -> None:
@@ -573,7 +582,7 @@ def atomic_path(path: PathLike, *, fsync: bool = False) -> Iterator[Path]:
     to disk before the rename.
     """
     target = Path(path)
-    tmp = _create_temp(target)
+    tmp, lock = _create_temp(target)
     try:
         yield tmp
         if fsync:
@@ -583,6 +592,9 @@ def atomic_path(path: PathLike, *, fsync: bool = False) -> Iterator[Path]:
         with suppress(OSError):
             os.unlink(tmp)
         raise
+    finally:
+        if lock is not None:
+            os.close(lock)
 
 
 def atomic_write_bytes(path: PathLike, data: bytes, *, fsync: bool = False) -> None:
@@ -593,3 +605,58 @@ def atomic_write_bytes(path: PathLike, data: bytes, *, fsync: bool = False) -> N
             if fsync:
                 f.flush()
                 os.fsync(f.fileno())
+
+
+# --------------------------------------------------------------------------- frames and pages
+
+READ_ONLY_EXTENSIONS: frozenset[str] = frozenset({".gif"})
+"""Suffixes ``read_image`` decodes (still images only) but ``write_image`` cannot write.
+
+Only GIF: it is always 8-bit, so nothing is lost. Pillow could also open AVIF or JPEG 2000,
+but it reduces their deep-colour samples to 8 bits without a word, so they are not listed.
+"""
+
+# NewSubfileType (TIFF tag 254) bits of subfiles that are not pages of their own.
+_REDUCED_RESOLUTION, _TRANSPARENCY_MASK = 1, 4
+
+
+def _tiff_pages(im: Image.Image) -> int:
+    """Pages of a TIFF, not counting reduced-resolution copies (overviews, thumbnails) and
+    transparency masks."""
+    pages = 0
+    for i in range(im.n_frames):
+        im.seek(i)
+        if not int(im.tag_v2.get(254, 0)) & (_REDUCED_RESOLUTION | _TRANSPARENCY_MASK):
+            pages += 1
+    return max(pages, 1)
+
+
+# Pillow's parsers, used directly: ``Image.open`` would refuse huge images although only
+# their headers are read here.
+_FRAME_PARSERS = {"GIF": GifImagePlugin.GifImageFile, "PNG": PngImagePlugin.PngImageFile,
+                  "TIFF": TiffImagePlugin.TiffImageFile, "WebP": WebPImagePlugin.WebPImageFile}
+
+
+def dropped_frames_reason(path: PathLike) -> str | None:
+    """Why ``read_image`` would return only the first of several frames or pages of ``path``
+    (animated GIF/PNG/WebP, multi-page TIFF), as one line; None for single images.
+
+    Reads headers only. A file these parsers cannot read gives None: the decoder then
+    reports what is wrong.
+    """
+    try:
+        with open(path, "rb") as f:
+            fmt = _sniff(f.read(16))
+            if fmt not in _FRAME_PARSERS:
+                return None
+            f.seek(0)
+            im = _FRAME_PARSERS[fmt](f)
+            frames = _tiff_pages(im) if fmt == "TIFF" else int(getattr(im, "n_frames", 1))
+    except Exception:  # noqa: BLE001 - unparsable header: leave the verdict to the decoder
+        return None
+    if frames < 2:
+        return None
+    if fmt == "TIFF":
+        return (f"multi-page TIFF ({frames} pages): not supported, only the first page would "
+                f"be translated; split it into single-page files")
+    return f"animated {fmt}: not supported ({frames} frames; only still images are translated)"

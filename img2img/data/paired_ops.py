@@ -42,6 +42,7 @@ from img2img.data.pairs import (
     join_pair,
     normalise_ext,
     read_or_report,
+    refuse_outside,
     resize_short_side,
     write_or_report,
 )
@@ -158,6 +159,7 @@ class PairedJob:
     phase: str  # "train" or "test"
     dst_a: Path
     dst_b: Path | None
+    out: Path | None = None  # the output folder both must resolve inside
 
 
 @dataclass
@@ -206,9 +208,10 @@ def plan_paired(photos: str | os.PathLike[str], root: str | os.PathLike[str],
     for name, f in sorted(by_name.items()):
         phase = "test" if name in test else "train"
         if layout == "aligned":
-            jobs.append(PairedJob(f, phase, out / f"{phase}A" / name, out / f"{phase}B" / name))
+            jobs.append(PairedJob(f, phase, out / f"{phase}A" / name, out / f"{phase}B" / name,
+                                  out))
         else:
-            jobs.append(PairedJob(f, phase, out / phase / name, None))
+            jobs.append(PairedJob(f, phase, out / phase / name, None, out))
     dsts = [d for j in jobs for d in (j.dst_a, j.dst_b) if d is not None]
     check_outputs(out, [src_root], dsts)
     return PairedPlan(jobs, report)
@@ -230,7 +233,9 @@ def run_paired(plan: PairedPlan, op: Op, size: int | None = None,
         raise UsageError(f"--size must be >= 1, got {size}")
     report = plan.report
     for job in plan.jobs:
-        img = read_or_report(job.src, report)
+        img = None
+        if not refuse_outside([job.dst_a, job.dst_b], job.out, job.src, report):
+            img = read_or_report(job.src, report)
         if img is not None:
             photo = _rgb(img)
             if size is not None:

@@ -7,21 +7,23 @@ match by relative path stem (``a/x.jpg`` pairs with ``b/x.png``); :func:`plan_sp
 :func:`run_split` do the reverse into ``OUT/A`` and ``OUT/B``.
 
 Folder tools never modify inputs, never write outside the output folder (a destination
-inside an input folder is a :class:`UsageError`) and write every file atomically. Files that
-cannot be read or combined are collected in the :class:`PairReport` with their reason; the
-rest are still processed.
+inside an input folder is a :class:`UsageError`; one that resolves outside the output folder
+through a symbolic link is refused and reported, see :mod:`img2img.data.paths`) and write
+every file atomically. Files that cannot be read or combined are collected in the
+:class:`PairReport` with their reason; the rest are still processed.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from img2img.data.io import ImageIOError, read_image, write_image
+from img2img.data.paths import check_clear_of_inputs, check_output_folder, outside_reason
 from img2img.data.resize import resize_short_side, resize_to_height
 from img2img.data.scan import list_images
 from img2img.errors import UsageError
@@ -39,6 +41,7 @@ __all__ = [
     "plan_combine",
     "plan_split",
     "read_or_report",
+    "refuse_outside",
     "resize_short_side",
     "resize_to_height",
     "run_combine",
@@ -135,26 +138,27 @@ class PairReport:
         return line
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
-
-
 def check_outputs(out: Path, inputs: list[Path], destinations: list[Path]) -> None:
-    """UsageError if ``out`` or any destination lies inside an input folder, or ``out`` is a
-    file."""
-    out_r = Path(out).resolve()
-    if out_r.exists() and not out_r.is_dir():
-        raise UsageError(f"--out {out} exists and is not a folder")
-    roots = [Path(i).resolve() for i in inputs]
-    for root, given in zip(roots, inputs, strict=True):
-        if _inside(out_r, root):
-            raise UsageError(f"refusing to write into an input folder: --out {out} is inside "
-                             f"{given}; choose a folder outside it")
-    for dst in destinations:
-        d = dst.resolve()
-        for root, given in zip(roots, inputs, strict=True):
-            if _inside(d, root):
-                raise UsageError(f"refusing to write {dst}: it is inside the input folder {given}")
+    """UsageError if ``out`` is a file or inside an input folder, or a destination inside
+    ``out`` lies inside an input folder. Destinations that resolve outside ``out`` are left
+    to :func:`refuse_outside` (per file)."""
+    check_output_folder(out, "--out")
+    inside = [d for d in destinations if outside_reason(d, out) is None]
+    check_clear_of_inputs(out, [(i, str(i)) for i in inputs], destinations=inside,
+                          flag="--out")
+
+
+def refuse_outside(dsts: Iterable[Path | None], out: Path | None, src: Path,
+                   report: PairReport) -> bool:
+    """True, with ``(src, reason)`` in ``report.failed``, if a destination resolves outside
+    ``out`` (checked just before writing; ``out`` None: no check)."""
+    if out is None:
+        return False
+    for dst in dsts:
+        if dst is not None and (reason := outside_reason(dst, out)) is not None:
+            report.failed.append((src, reason))
+            return True
+    return False
 
 
 def read_or_report(path: Path, report: PairReport) -> np.ndarray | None:
@@ -226,6 +230,7 @@ class CombineJob:
     a: Path
     b: Path
     dst: Path
+    out: Path | None = None  # the output folder ``dst`` must resolve inside
 
 
 @dataclass
@@ -263,7 +268,7 @@ def plan_combine(dir_a: str | os.PathLike[str], dir_b: str | os.PathLike[str],
         raise UsageError(f"no file in --a {dir_a} ({len(files_a)} images) matches a file in "
                          f"--b {dir_b} ({len(files_b)} images) by relative path and name "
                          f"(suffix ignored)")
-    jobs = [CombineJob(a[k], b[k], out_p / (k + ext)) for k in keys]
+    jobs = [CombineJob(a[k], b[k], out_p / (k + ext), out_p) for k in keys]
     check_outputs(out_p, [root_a, root_b], [j.dst for j in jobs])
     return CombinePlan(jobs, report)
 
@@ -277,6 +282,10 @@ def run_combine(plan: CombinePlan, resize_b: bool = False,
     """Write every ``A|B`` image of ``plan``; failures are added to ``plan.report``."""
     report = plan.report
     for job in plan.jobs:
+        if refuse_outside([job.dst], job.out, job.a, report):
+            if progress:
+                progress(1)
+            continue
         img_a = read_or_report(job.a, report)
         img_b = read_or_report(job.b, report) if img_a is not None else None
         if img_a is not None and img_b is not None:
@@ -305,6 +314,7 @@ class SplitJob:
     src: Path
     dst_a: Path
     dst_b: Path
+    out: Path | None = None  # the output folder both must resolve inside
 
 
 def plan_split(input_dir: str | os.PathLike[str],
@@ -318,7 +328,7 @@ def plan_split(input_dir: str | os.PathLike[str],
     jobs = []
     for f in files:
         rel = f.relative_to(root)
-        jobs.append(SplitJob(f, out_p / "A" / rel, out_p / "B" / rel))
+        jobs.append(SplitJob(f, out_p / "A" / rel, out_p / "B" / rel, out_p))
     check_outputs(out_p, [root], [d for j in jobs for d in (j.dst_a, j.dst_b)])
     return jobs
 
@@ -327,7 +337,9 @@ def run_split(jobs: list[SplitJob], progress: Progress | None = None) -> PairRep
     """Write the left half to ``dst_a`` and the right half to ``dst_b`` for every job."""
     report = PairReport()
     for job in jobs:
-        img = read_or_report(job.src, report)
+        img = None
+        if not refuse_outside([job.dst_a, job.dst_b], job.out, job.src, report):
+            img = read_or_report(job.src, report)
         if img is not None:
             try:
                 a, b = split_pair(img)

@@ -2,8 +2,26 @@
 
 Guarantees: outputs mirror the input's relative tree; existing outputs are skipped unless
 ``overwrite`` (so a rerun after a crash finishes the job); every write is atomic; inputs
-are never modified and nothing is written outside the output folder; every unreadable
-input is reported with its reason while the rest are still translated.
+are never modified and nothing is written outside the output folder, links included: a
+destination that resolves elsewhere (a symlinked subfolder of the output, or an output
+file that is itself a link) is checked when planning and again just before writing, and
+is a reported failure (``img2img.data.paths``). Every input that is not translated is
+reported with its reason while the rest are still translated:
+
+* unreadable or corrupt files (the reader's reason);
+* in a folder, files with an image-like suffix the toolkit does not read (HEIC, AVIF,
+  JPEG 2000, ...: ``scan.OTHER_IMAGE_EXTENSIONS``) and broken symbolic links with an image
+  suffix; for a glob, every match that is not translated (other suffixes included);
+* animated GIF/PNG/WebP (``animated GIF: not supported``) and multi-page TIFFs (with the
+  page count; reduced-resolution subfiles and masks are not pages): only their first frame
+  could be read, so they are not translated at all;
+* a still GIF is translated, but GIF cannot be written: without ``ext`` it is reported
+  with a hint to pass ``--ext``. An ``ext`` that cannot be written is a UsageError before
+  any work.
+
+Planning also removes the temp files a killed run left in the output tree (our exact
+``.NAME.<8 hex>.tmp`` names only, never through links, never one a running writer holds);
+the report counts them.
 
 Reading/decoding and encoding/writing run in background threads so that the model
 computes while the previous batch is written and the next one is read.
@@ -25,8 +43,22 @@ from pathlib import Path
 
 import numpy as np
 
-from img2img.data.io import ImageReadError, read_image, write_image
-from img2img.data.scan import expand_inputs
+from img2img.data.io import (
+    IMAGE_EXTENSIONS,
+    ImageReadError,
+    dropped_frames_reason,
+    read_image,
+    write_image,
+)
+from img2img.data.paths import (
+    OutsideError,
+    check_clear_of_inputs,
+    check_inside,
+    check_output_folder,
+    outside_reason,
+    remove_stale_temps,
+)
+from img2img.data.scan import scan_inputs
 from img2img.errors import UsageError
 from img2img.inference.geotiff import (
     TIFF_EXTENSIONS,
@@ -43,10 +75,23 @@ from img2img.inference.translator import Translator
 
 @dataclass
 class Job:
-    """One input file and where its output goes."""
+    """One input file and where its output goes; ``out`` is the output folder that ``dst``
+    must still resolve inside when it is written (None: not checked)."""
 
     src: Path
     dst: Path
+    out: Path | None = None
+
+
+@dataclass
+class Plan:
+    """What :func:`plan` found: jobs to run, outputs already present (skipped), inputs that
+    will not be translated with the reason, and the leftover temp files it removed."""
+
+    jobs: list[Job] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    removed_temp: int = 0
 
 
 @dataclass
@@ -56,57 +101,88 @@ class Report:
     done: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    removed_temp: int = 0
 
     def summary(self) -> str:
         """One line for the end of the run."""
-        return (f"{len(self.done)} translated, {len(self.skipped)} skipped (output exists), "
+        line = (f"{len(self.done)} translated, {len(self.skipped)} skipped (output exists), "
                 f"{len(self.failed)} failed")
+        if self.removed_temp:
+            s = "" if self.removed_temp == 1 else "s"
+            line += f", removed {self.removed_temp} leftover temp file{s}"
+        return line
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
+_WRITES = ", ".join(e[1:] for e in sorted(IMAGE_EXTENSIONS))
+
+
+def _output_ext(ext: str | None) -> str | None:
+    """``"PNG"``/``".png"`` -> ``".png"``; UsageError for a format the writer cannot write."""
+    if ext is None:
+        return None
+    norm = (ext if ext.startswith(".") else "." + ext).lower()
+    if norm not in IMAGE_EXTENSIONS:
+        raise UsageError(f"--ext {ext}: cannot write that format (use one of {_WRITES})")
+    return norm
+
+
+def _unwritable(src: Path, dst: Path) -> str | None:
+    """Why ``dst`` (the input's own format, no --ext) cannot be written; None if it can."""
+    if dst.suffix.lower() in IMAGE_EXTENSIONS:
+        return None
+    # An animated GIF would fail anyway: say that first rather than ask for --ext.
+    return dropped_frames_reason(src) or (
+        f"cannot write {dst.suffix or 'files without a suffix'} output (the input's format); "
+        f"pass --ext with one of {_WRITES}")
 
 
 def plan(input_spec: str, output: str | Path, ext: str | None = None,
-         overwrite: bool = False) -> tuple[list[Job], list[Path]]:
-    """Jobs to run and outputs already present (skipped), after all safety checks."""
-    base, files = expand_inputs(input_spec)
-    if not files:
+         overwrite: bool = False) -> Plan:
+    """Jobs to run and outputs already present (skipped), after all safety checks.
+
+    Raises UsageError for a bad request (before anything is read or written): an ``ext``
+    that cannot be written, no inputs, an output inside the input or over an input file,
+    two inputs with one output. Inputs that cannot be translated are in ``Plan.failed``.
+    """
+    ext = _output_ext(ext)
+    found = scan_inputs(input_spec)
+    if not found.files and not found.rejected:
         raise UsageError(f"{input_spec}: no input images found")
     out = Path(output).resolve()
     in_path = Path(input_spec)
     # Outputs below a folder input, or below the base of a recursive ('**') glob, would be
     # listed as inputs by the next run (a fixed-depth glob cannot match them).
-    recursive_glob = base is not None and not in_path.is_file() and "**" in in_path.parts
-    root = in_path if in_path.is_dir() else base if recursive_glob else None
-    if root is not None and _inside(out, root.resolve()):
-        raise UsageError(f"refusing to write into the input folder: --output {output} is inside "
-                         f"--input {input_spec}; choose a folder outside it")
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--output {output} exists and is not a folder")
-    if ext is not None:
-        ext = ext if ext.startswith(".") else "." + ext
-        ext = ext.lower()
-    inputs = {f.resolve() for f in files}
-    jobs: list[Job] = []
-    skipped: list[Path] = []
+    recursive_glob = found.base is not None and not in_path.is_file() and "**" in in_path.parts
+    root = in_path if in_path.is_dir() else found.base if recursive_glob else None
+    check_clear_of_inputs(output, [(root, f"--input {input_spec}")] if root else [])
+    check_output_folder(output)
+    result = Plan(failed=list(found.rejected))
+    planned: list[tuple[Path, Path]] = []
     sources: dict[Path, Path] = {}
     # abspath, not resolve: a symlinked input must keep its place in the tree
-    base = Path(os.path.abspath(base or "."))
-    for f in files:
+    base = Path(os.path.abspath(found.base or "."))
+    for f in found.files:
         rel = Path(os.path.abspath(f)).relative_to(base)
         dst = out / (rel.with_suffix(ext) if ext else rel)
-        if dst.resolve() in inputs:
-            raise UsageError(f"refusing to overwrite input file {f} (output would be {dst})")
+        reason = (None if ext else _unwritable(f, dst)) or outside_reason(dst, out)
+        if reason is not None:
+            result.failed.append((f, reason))
+            continue
         other = sources.setdefault(dst, f)
         if other != f:  # e.g. a.jpg and a.png with --ext png
             raise UsageError(f"{other} and {f} would both be written to {dst} (--ext {ext}); "
                              f"translate them in separate runs or keep the input formats")
+        planned.append((f, dst))
+    check_clear_of_inputs(out, files=found.files, destinations=[d for _, d in planned])
+    for f, dst in planned:
         if dst.exists() and not overwrite:
-            skipped.append(dst)
+            result.skipped.append(dst)
         else:
-            jobs.append(Job(f, dst))
-    return jobs, skipped
+            result.jobs.append(Job(f, dst, out))
+    if out.is_dir():
+        result.removed_temp = remove_stale_temps(out)
+    result.failed.sort(key=lambda x: str(x[0]))
+    return result
 
 
 @dataclass
@@ -128,6 +204,12 @@ def _read(job: Job) -> _Loaded:
         return _Loaded(job, error=exc.reason)
     except (GeoTiffError, OSError) as exc:
         return _Loaded(job, error=str(exc))
+
+
+def _load(job: Job) -> _Loaded:
+    """``_read``, unless the file holds several frames or pages (it would keep only one)."""
+    reason = dropped_frames_reason(job.src)
+    return _Loaded(job, error=reason) if reason else _read(job)
 
 
 def _work(reads: Iterator[Future], batch_size: int, report: Report,
@@ -162,12 +244,12 @@ def _prefetch(pool: ThreadPoolExecutor, jobs: list[Job], depth: int) -> Iterator
     pending: list[Future] = []
     it = iter(jobs)
     for job in it:
-        pending.append(pool.submit(_read, job))
+        pending.append(pool.submit(_load, job))
         if len(pending) >= depth:
             break
     for job in it:
         yield pending.pop(0)
-        pending.append(pool.submit(_read, job))
+        pending.append(pool.submit(_load, job))
     yield from pending
 
 
@@ -185,6 +267,7 @@ def translate_jobs(translator: Translator, jobs: list[Job], batch_size: int = 4,
     writes: list[tuple[Job, Future]] = []
 
     def write(job: Job, out: np.ndarray) -> None:
+        check_inside(job.dst, job.out)
         write_image(job.dst, out)
         report.done.append(job.dst)  # here, so that an interrupted run still counts it
 
@@ -211,6 +294,7 @@ def translate_jobs(translator: Translator, jobs: list[Job], batch_size: int = 4,
             item = batch[0]
             job = item.job
             try:
+                check_inside(job.dst, job.out)  # before the tiled writers create folders
                 if kind == "geo":
                     if job.dst.suffix.lower() not in TIFF_EXTENSIONS:
                         raise GeoTiffError(f"a georeferenced TIFF needs a .tif output to keep "
@@ -231,6 +315,8 @@ def translate_jobs(translator: Translator, jobs: list[Job], batch_size: int = 4,
                         out = translate_array_tiled(translator, img, tile, tiling.overlap,
                                                     batch_size)
                         writes.append((job, writers.submit(write, job, out)))
+            except OutsideError as exc:
+                report.failed.append((job.src, str(exc)))
             except Exception as exc:  # noqa: BLE001 - reported per file, the run goes on
                 report.failed.append((job.src, f"translation failed: {exc}"))
             del item, batch
@@ -250,6 +336,8 @@ def _collect(writes: list[tuple[Job, Future]], report: Report,
             continue
         try:
             fut.result()
+        except OutsideError as exc:
+            report.failed.append((job.src, str(exc)))
         except Exception as exc:  # noqa: BLE001 - reported per file, the run goes on
             report.failed.append((job.src, f"cannot write {job.dst}: {exc}"))
     return rest

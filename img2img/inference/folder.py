@@ -25,10 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from img2img.data.io import ImageReadError, read_image, write_image
+from img2img.data.io import ImageReadError, ImageTooLargeError, read_image, write_image
 from img2img.data.scan import expand_inputs
 from img2img.errors import UsageError
 from img2img.inference.geotiff import (
+    INSTALL_HINT,
     TIFF_EXTENSIONS,
     GeoOptions,
     GeoTiffError,
@@ -124,10 +125,26 @@ def _read(job: Job) -> _Loaded:
         if is_georeferenced(job.src):
             return _Loaded(job, geo=True)
         return _Loaded(job, read_image(job.src))
+    except ImageTooLargeError as exc:
+        return _too_large(job, exc)
     except ImageReadError as exc:
         return _Loaded(job, error=exc.reason)
     except (GeoTiffError, OSError) as exc:
         return _Loaded(job, error=str(exc))
+
+
+def _too_large(job: Job, exc: ImageTooLargeError) -> _Loaded:
+    """A TIFF too large to decode whole is read by windows (the GeoTIFF path, which also
+    takes plain TIFFs) when rasterio is installed and the output is a TIFF."""
+    if exc.format != "TIFF":
+        return _Loaded(job, error=exc.reason)
+    if not rasterio_available():
+        return _Loaded(job, error=f"{exc.reason}, or translate it by windows after "
+                                  f"{INSTALL_HINT}")
+    if job.dst.suffix.lower() not in TIFF_EXTENSIONS:
+        return _Loaded(job, error=f"{exc.reason}, or translate it by windows into a .tif "
+                                  f"output (--ext tif)")
+    return _Loaded(job, geo=True)
 
 
 def _work(reads: Iterator[Future], batch_size: int, report: Report,

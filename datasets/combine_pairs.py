@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from tqdm import tqdm  # noqa: E402
 
+from img2img.cli import add_max_image_pixels, apply_max_image_pixels  # noqa: E402
 from img2img.data.pairs import (  # noqa: E402
     PairReport,
     UsageError,
@@ -42,6 +43,7 @@ def parser() -> argparse.ArgumentParser:
                    help="reverse: split A|B images of --input into OUT/A and OUT/B")
     p.add_argument("--input", help="folder of A|B images (with --split)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_max_image_pixels(p)
     return p
 
 
@@ -69,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             p.error("--a and --b are required (or --split --input DIR)")
     except SystemExit as exc:
         return int(exc.code or 0)
+    apply_max_image_pixels(ns)
     try:
         if ns.split:
             jobs = plan_split(ns.input, ns.out)

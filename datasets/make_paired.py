@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from tqdm import tqdm  # noqa: E402
 
+from img2img.cli import add_max_image_pixels, apply_max_image_pixels  # noqa: E402
 from img2img.data.paired_ops import (  # noqa: E402
     OPS,
     make_op,
@@ -46,6 +47,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--ext", default="png", choices=["png", "jpg"],
                    help="output format (default png: lossless, keeps 16 bits)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_max_image_pixels(p)
     return p
 
 
@@ -55,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         ns = parser().parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
+    apply_max_image_pixels(ns)
     try:
         op = make_op(ns.op, sigma=ns.sigma, factor=ns.factor)
         if ns.size is not None and ns.size < 1:

@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from tqdm import tqdm  # noqa: E402
 
+from img2img.cli import add_max_image_pixels, apply_max_image_pixels  # noqa: E402
 from img2img.data.sr_pairs import make_sr_pairs  # noqa: E402
 
 
@@ -26,10 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scale", type=int, required=True, choices=[2, 3, 4, 8])
     p.add_argument("--out", required=True, help="dataset root to write")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_max_image_pixels(p)
     try:
         ns = p.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
+    apply_max_image_pixels(ns)
     with tqdm(disable=ns.quiet, unit="img") as bar:
         try:
             report = make_sr_pairs(ns.hr, ns.scale, ns.out, progress=bar.update)

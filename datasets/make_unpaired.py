@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from tqdm import tqdm  # noqa: E402
 
+from img2img.cli import add_max_image_pixels, apply_max_image_pixels  # noqa: E402
 from img2img.data.build_unpaired import (  # noqa: E402
     MODES,
     BuildError,
@@ -61,6 +62,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
                    help="threads for reading and writing")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_max_image_pixels(p)
     return p
 
 
@@ -70,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         ns = parser().parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
+    apply_max_image_pixels(ns)
     labels = None
     if ns.labels is not None:
         labels = LabelsSpec(ns.labels, ns.path_column, ns.label_column, ns.a_value, ns.b_value)

@@ -46,6 +46,23 @@ def _common(p: argparse.ArgumentParser, batch_size: int | None, batch_help: str)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--debug", action="store_true",
                    help="print the full traceback of an unexpected error")
+    add_max_image_pixels(p)
+
+
+def add_max_image_pixels(p: argparse.ArgumentParser) -> None:
+    """The ``--max-image-pixels`` flag (commands and dataset tools that decode images)."""
+    p.add_argument("--max-image-pixels", type=positive_int, metavar="N",
+                   help="decode whole images of at most N pixels (width x height, read from "
+                        "the header first; default 2**28 = 268435456); larger files fail "
+                        "with their size (translate reads larger TIFFs by windows)")
+
+
+def apply_max_image_pixels(ns: argparse.Namespace) -> None:
+    """Set the process-wide decoding limit from ``--max-image-pixels`` when it was given."""
+    if ns.max_image_pixels is not None:
+        from img2img.data.io import set_max_image_pixels
+
+        set_max_image_pixels(ns.max_image_pixels)
 
 
 def train_parser() -> argparse.ArgumentParser:
@@ -255,6 +272,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     ns = train_parser().parse_args(argv)
     cfg: TrainConfig = _to_config(TrainConfig, ns)  # type: ignore[assignment]
     _setup_logging(cfg.quiet)
+    apply_max_image_pixels(ns)
     from img2img.runtime import keep_freed_memory
 
     keep_freed_memory()
@@ -287,6 +305,7 @@ def translate_main(argv: Sequence[str] | None = None) -> int:
     """
     ns = translate_parser().parse_args(argv)
     _setup_logging(ns.quiet)
+    apply_max_image_pixels(ns)
     try:
         return _translate_in_world(ns)
     except _usage_errors() as exc:

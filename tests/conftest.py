@@ -19,3 +19,15 @@ def one_torch_thread():  # noqa: ANN201 - generator fixture
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(saved)
+
+
+@pytest.fixture
+def pixel_limit(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201 - generator fixture
+    """``data.io.set_max_image_pixels``, with the limit (and its environment variable)
+    restored after the test (``--max-image-pixels`` sets them for the whole process)."""
+    from img2img.data import io as imgio
+
+    saved = imgio.max_image_pixels()
+    monkeypatch.delenv(imgio.MAX_IMAGE_PIXELS_ENV, raising=False)
+    yield imgio.set_max_image_pixels
+    imgio.set_max_image_pixels(saved)  # the environment is restored by monkeypatch after this

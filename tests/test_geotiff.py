@@ -11,13 +11,15 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from imgfactory import photo_like
+from PIL import Image
 
 rasterio = pytest.importorskip("rasterio")
 from affine import Affine  # noqa: E402
 
 from img2img.checkpoint import meta_for, save_generator  # noqa: E402
 from img2img.cli import translate_main  # noqa: E402
-from img2img.data.io import read_image  # noqa: E402
+from img2img.data.io import ImageReadError, read_image, write_image  # noqa: E402
 from img2img.inference import geotiff  # noqa: E402
 from img2img.inference.tiling import denormalize, translate_array_tiled  # noqa: E402
 from img2img.inference.translator import Translator  # noqa: E402
@@ -293,3 +295,54 @@ def test_large_plain_image_to_tiff_is_written_by_windows(
     got = read_image(tmp_path / "out" / "big.tif")
     assert got.shape == (200, 280, 4) and got.dtype == np.uint8
     assert np.array_equal(got, translate_array_tiled(sr, rgba, 24, 8))
+
+
+@pytest.mark.parametrize("channels, dtype", [(1, np.uint8), (3, np.uint8), (4, np.uint8),
+                                             (3, np.uint16)])
+def test_plain_tiff_above_the_pixel_limit_is_translated_by_windows(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, checkpoint: Path,
+    sr: Translator, tmp_path: Path, pixel_limit: object, channels: int, dtype: type,
+) -> None:
+    src = tmp_path / "in" / "plain.tif"
+    src.parent.mkdir()
+    img = photo_like(40, 56, seed=5, channels=channels, dtype=dtype)
+    write_image(src, img)
+    assert not geotiff.is_georeferenced(src)
+    whole = sr(read_image(src))  # what the whole-image path gives
+    windows: list[tuple[int, ...]] = []
+    original = geotiff.RasterioSource.read
+
+    def spy(self: geotiff.RasterioSource, *args: object) -> np.ndarray:
+        windows.append(args[:4])  # type: ignore[arg-type]
+        return original(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(geotiff.RasterioSource, "read", spy)
+    code, out, err = _run(capsys, "--checkpoint", checkpoint, "--input", src.parent,
+                          "--output", tmp_path / "out", "--max-image-pixels", "1000")
+    assert code == 0, err
+    assert windows, "the TIFF was read through rasterio windows"
+    with pytest.raises(ImageReadError, match="more than the limit of 1000 pixels"):
+        read_image(src)
+    pixel_limit(10**6)  # type: ignore[operator]
+    got = read_image(tmp_path / "out" / "plain.tif")
+    assert got.shape == (160, 224, channels) and got.dtype == dtype
+    assert _diff(got, whole.reshape(got.shape)) <= (257 if dtype == np.uint16 else 1)
+
+
+def test_plain_tiff_above_the_pixel_limit_needs_a_tiff_output(
+    capsys: pytest.CaptureFixture[str], checkpoint: Path, tmp_path: Path, pixel_limit: object,
+) -> None:
+    src = tmp_path / "in"
+    write_image(src / "plain.tif", photo_like(40, 56, seed=5))
+    pal = src / "palette.tif"
+    Image.fromarray(photo_like(40, 56, seed=6)).convert("P").save(pal)
+    code, out, err = _run(capsys, "--checkpoint", checkpoint, "--input", src, "--output",
+                          tmp_path / "out", "--max-image-pixels", "1000", "--ext", "png")
+    assert code == 1 and "0 translated" in out
+    assert (f"failed: {src / 'plain.tif'}: 56x40 = 2240 pixels is more than the limit of 1000 "
+            f"pixels for decoding a whole image; raise it with --max-image-pixels, or translate "
+            f"it by windows into a .tif output (--ext tif)") in err
+    code, out, err = _run(capsys, "--checkpoint", checkpoint, "--input", src, "--output",
+                          tmp_path / "out2", "--max-image-pixels", "1000")
+    assert code == 1 and "1 translated" in out
+    assert f"failed: {pal}: translation failed: a palette TIFF holds colour indices" in err

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import stat
+import subprocess
+import sys
+import tracemalloc
+import warnings
+import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
+from hugeimg import huge_jpeg, huge_png, huge_tiff, tiff_bytes
 from imgfactory import (
     RED,
     Sample,
@@ -25,9 +33,12 @@ from PIL import Image
 
 from img2img.data import io as imgio
 from img2img.data.convert import from_tensor, max_value, to_tensor
+from img2img.data.image_header import bytes_reader, header_size
 from img2img.data.io import (
+    DEFAULT_MAX_IMAGE_PIXELS,
     IMAGE_EXTENSIONS,
     ImageReadError,
+    ImageTooLargeError,
     ImageWriteError,
     atomic_path,
     atomic_write_bytes,
@@ -37,6 +48,7 @@ from img2img.data.io import (
     read_image_info,
     write_image,
 )
+from img2img.errors import UsageError
 
 
 @pytest.fixture(scope="module")
@@ -204,6 +216,162 @@ def test_decode_from_bytes_and_non_ascii_path(tmp_path: Path) -> None:
     s = write_png(tmp_path / "ünï", "фото.png", size=(4, 5))
     assert np.array_equal(decode_image(s.path.read_bytes()), s.expected)
     assert np.array_equal(read_image(s.path), s.expected)
+
+
+# --------------------------------------------------------------------------- pixel limit
+
+
+def _pil_bytes(fmt: str, mode: str = "RGB", **kwargs: object) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(photo_like(37, 53)).convert(mode).save(buf, fmt, **kwargs)
+    return buf.getvalue()
+
+
+def _cv2_bytes(ext: str, channels: int = 3, *params: int) -> bytes:
+    return encode_image(photo_like(37, 53, channels=channels), ext, quality=80) if not params \
+        else cv2.imencode(ext, photo_like(37, 53, channels=channels), list(params))[1].tobytes()
+
+
+def _top_down_bmp() -> bytes:
+    data = bytearray(_cv2_bytes(".bmp"))
+    data[22:26] = (-37).to_bytes(4, "little", signed=True)  # negative height: rows top-down
+    return bytes(data)
+
+
+_RAW = photo_like(37, 53, channels=1).tobytes()
+HEADERS: dict[str, Callable[[], bytes]] = {
+    "png": lambda: _cv2_bytes(".png"),
+    "png16": lambda: encode_image(photo_like(37, 53, dtype=np.uint16), ".png"),
+    "jpeg": lambda: _cv2_bytes(".jpg"),
+    "jpeg-progressive-exif": lambda: _pil_bytes("JPEG", progressive=True,
+                                                exif=Image.Exif().tobytes()),
+    "tiff": lambda: _cv2_bytes(".tif"),
+    "tiff-deflate-pillow": lambda: _pil_bytes("TIFF", compression="tiff_deflate"),
+    "tiff-big-endian": lambda: tiff_bytes(53, 37, _RAW, big_endian=True),
+    "bigtiff": lambda: tiff_bytes(53, 37, _RAW, bigtiff=True),
+    "bigtiff-big-endian-deflate": lambda: tiff_bytes(53, 37, zlib.compress(_RAW), 8, True, True),
+    "webp-lossy": lambda: _cv2_bytes(".webp"),
+    "webp-lossless": lambda: _cv2_bytes(".webp", 3, cv2.IMWRITE_WEBP_QUALITY, 101),
+    "webp-alpha-vp8x": lambda: _pil_bytes("WEBP", "RGBA"),
+    "bmp": lambda: _cv2_bytes(".bmp"),
+    "bmp-top-down": _top_down_bmp,
+    "gif": lambda: _pil_bytes("GIF"),
+}
+
+
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF data")  # Pillow on a big-endian BigTIFF
+@pytest.mark.parametrize("kind", list(HEADERS))
+def test_header_size_of_every_format(kind: str) -> None:
+    data = HEADERS[kind]()
+    assert header_size(imgio._sniff(data), bytes_reader(data)) == (53, 37)
+    assert decode_image(data).shape[:2] == (37, 53)  # a real, decodable file
+
+
+def test_header_size_of_malformed_headers_is_none() -> None:
+    png = _cv2_bytes(".png")
+    for fmt, data in (("PNG", png[:20]), ("JPEG", b"\xff\xd8\xff\xe0\x00"), ("TIFF", b"II*\x00"),
+                      ("TIFF", b"II*\x00\xff\xff\xff\x00"), ("WebP", b"RIFF"), (None, png)):
+        assert header_size(fmt, bytes_reader(data)) is None
+
+
+def _refused(path: Path, decode: Callable[[], object]) -> tuple[ImageReadError, int]:
+    """The error ``decode`` raises and the peak of Python-tracked memory meanwhile (numpy
+    and OpenCV's output arrays are tracked)."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(ImageReadError) as info:
+            decode()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return info.value, peak
+
+
+@pytest.mark.parametrize("make, size", [(huge_png, "20000x20000 = 400.0 MP"),
+                                        (huge_jpeg, "20000x20000 = 400.0 MP"),
+                                        (huge_tiff, "20001x20000 = 400.0 MP")])
+def test_huge_image_is_refused_from_its_header(
+    tmp_path: Path, make: Callable[[Path], Path], size: str
+) -> None:
+    path = make(tmp_path / f"bomb.{make.__name__[5:]}")
+    assert path.stat().st_size < 2_000_000
+    for decode in (lambda: read_image(path), lambda: decode_image(path.read_bytes(), path)):
+        err, peak = _refused(path, decode)
+        assert str(err).startswith(f"{path}: {size} is more than the limit of 268.4 MP for "
+                                   f"decoding a whole image; raise it with --max-image-pixels")
+        assert peak < 32 * 2**20, f"{peak / 2**20:.0f} MiB traced while refusing {path.name}"
+
+
+def test_unknown_container_is_sized_by_pillow(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.pgm"  # PGM: no parser of ours; OpenCV and Pillow both decode it
+    path.write_bytes(b"P5\n20000 20000\n255\n" + bytes(64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        err, peak = _refused(path, lambda: read_image(path))
+    assert "20000x20000 = 400.0 MP is more than the limit" in str(err) and peak < 32 * 2**20
+    assert "--max-image-pixels" in str(err)
+
+
+def test_limit_is_set_for_the_process_pillow_and_workers(
+    tmp_path: Path, pixel_limit: Callable[[int], None]
+) -> None:
+    assert imgio.max_image_pixels() == DEFAULT_MAX_IMAGE_PIXELS == 2**28
+    s = write_png(tmp_path, size=(20, 20))
+    pixel_limit(399)
+    with pytest.raises(ImageTooLargeError) as info:
+        read_image(s.path)
+    assert info.value.reason == ("20x20 = 400 pixels is more than the limit of 399 pixels for "
+                                 "decoding a whole image; raise it with --max-image-pixels")
+    assert (info.value.width, info.value.height, info.value.format) == (20, 20, "PNG")
+    back = pickle.loads(pickle.dumps(info.value))  # DataLoader workers send it back pickled
+    assert (str(back), back.width, back.format) == (str(info.value), 20, "PNG")
+    pixel_limit(400)
+    assert np.array_equal(read_image(s.path), s.expected)
+    assert Image.MAX_IMAGE_PIXELS == 400
+    assert os.environ[imgio.MAX_IMAGE_PIXELS_ENV] == "400"
+    for bad in (0, -5, 2.5, True):
+        with pytest.raises(UsageError, match="--max-image-pixels"):
+            pixel_limit(bad)  # type: ignore[arg-type]
+
+
+def test_pillow_decodes_without_its_own_bomb_check(
+    tmp_path: Path, pixel_limit: Callable[[int], None]
+) -> None:
+    # An 8-bit RGBA TIFF is decoded by Pillow; its limit must be ours, not its own default.
+    rgba = photo_like(40, 40, channels=4)
+    path = tmp_path / "rgba.tif"
+    Image.fromarray(rgba).save(path)
+    pixel_limit(1600)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no DecompressionBombWarning either
+        assert np.array_equal(read_image(path), rgba)
+    pixel_limit(1599)
+    with pytest.raises(ImageReadError, match="40x40 = 1600 pixels is more than the limit"):
+        read_image(path)
+
+
+def test_images_beyond_opencvs_limit_are_decoded_by_pillow(tmp_path: Path) -> None:
+    # OpenCV reads OPENCV_IO_MAX_IMAGE_PIXELS once, at import: start a process with it low.
+    rgb, rgb16 = write_png(tmp_path, size=(20, 20)), tmp_path / "rgb16.png"
+    write_image(rgb16, photo_like(20, 20, dtype=np.uint16))
+    script = (
+        "import sys, cv2, numpy as np\n"
+        "from img2img.data.io import read_image, set_max_image_pixels, ImageReadError\n"
+        "set_max_image_pixels(10**6)\n"
+        "try:\n    cv2.imread(sys.argv[1])\n    sys.exit('OpenCV should refuse it')\n"
+        "except cv2.error:\n    pass\n"
+        "np.save(sys.stdout.buffer, read_image(sys.argv[1]))\n"
+        "try:\n    read_image(sys.argv[2])\nexcept ImageReadError as e:\n"
+        "    print(e.reason, file=sys.stderr)\n")
+    env = {**os.environ, "OPENCV_IO_MAX_IMAGE_PIXELS": "100",
+           "PYTHONPATH": str(Path(imgio.__file__).parents[2])}
+    env.pop("OPENCV_LOG_LEVEL", None)
+    res = subprocess.run([sys.executable, "-c", script, str(rgb.path), str(rgb16)], env=env,
+                         capture_output=True, timeout=120)
+    assert res.returncode == 0, res.stderr.decode()
+    assert np.array_equal(np.load(io.BytesIO(res.stdout)), rgb.expected)
+    assert b"16-bit colour PNG data beyond OpenCV's limits (100 pixels" in res.stderr
+    assert b"OPENCV_IO_MAX_IMAGE_PIXELS" in res.stderr
 
 
 # --------------------------------------------------------------------------- writing

@@ -9,11 +9,13 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from hugeimg import huge_png, huge_tiff
 from imgfactory import (
     Sample,
     make_messy_tree,
@@ -490,6 +492,72 @@ def test_single_file_input(
     assert _files(dst) == {"rot.jpg"}
     assert read_image(dst / "rot.jpg").shape == (50, 30, 3)
     assert _summary(out) == (1, 0, 0)
+
+
+# --------------------------------------------------------------------------- pixel limit
+
+
+def test_huge_png_in_a_folder_fails_alone(
+    capsys: pytest.CaptureFixture[str], checkpoint: Path, tmp_path: Path
+) -> None:
+    src = tmp_path / "in"
+    write_png(src, "a.png")
+    write_jpeg(src / "sub", "b.jpg")
+    bomb = huge_png(src / "bomb.png")  # 0.4 MB file, 400 MB of pixels
+    code, out, err = _run(capsys, "--checkpoint", checkpoint, "--input", src,
+                          "--output", tmp_path / "out")
+    assert code == 1
+    assert _summary(out) == (2, 0, 1)
+    assert _files(tmp_path / "out") == {"a.png", "sub/b.jpg"}
+    assert (f"failed: {bomb}: 20000x20000 = 400.0 MP is more than the limit of 268.4 MP for "
+            f"decoding a whole image; raise it with --max-image-pixels") in err
+
+
+def test_max_image_pixels_flag(
+    capsys: pytest.CaptureFixture[str], checkpoint: Path, tmp_path: Path,
+    pixel_limit: object,
+) -> None:
+    src = tmp_path / "in"
+    write_png(src, "small.png", size=(10, 12))
+    write_png(src, "large.png", size=(20, 21))
+    code, out, err = _run(capsys, "--checkpoint", checkpoint, "--input", src,
+                          "--output", tmp_path / "out", "--max-image-pixels", "200")
+    assert code == 1 and _summary(out) == (1, 0, 1)
+    assert "large.png: 21x20 = 420 pixels is more than the limit of 200 pixels" in err
+    code, out, err = _run(capsys, "--checkpoint", checkpoint, "--input", src,
+                          "--output", tmp_path / "out", "--max-image-pixels", "420")
+    assert code == 0 and _summary(out) == (1, 1, 0), err
+    with pytest.raises(SystemExit) as info:
+        _run(capsys, "--checkpoint", checkpoint, "--input", src, "--output", tmp_path / "out",
+             "--max-image-pixels", "0")
+    assert info.value.code == 2 and "--max-image-pixels" in capsys.readouterr().err
+
+
+def test_huge_tiff_without_rasterio_names_the_extra(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, checkpoint: Path,
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "in").mkdir()
+    bomb = huge_tiff(tmp_path / "in" / "bomb.tif")
+    monkeypatch.setitem(sys.modules, "rasterio", None)
+    code, out, err = _run(capsys, "--checkpoint", checkpoint, "--input", tmp_path / "in",
+                          "--output", tmp_path / "out")
+    assert code == 1 and _summary(out) == (0, 0, 1)
+    assert (f"failed: {bomb}: 20001x20000 = 400.0 MP is more than the limit of 268.4 MP for "
+            f"decoding a whole image; raise it with --max-image-pixels, or translate it by "
+            f"windows after pip install 'img2img[geo]'") in err
+
+
+def test_max_image_pixels_on_train_too(tmp_path: Path, pixel_limit: object) -> None:
+    from img2img.cli import train_main, train_parser, translate_parser
+    from img2img.data.io import DEFAULT_MAX_IMAGE_PIXELS, max_image_pixels
+
+    assert DEFAULT_MAX_IMAGE_PIXELS == 2**28
+    for p in (train_parser(), translate_parser()):
+        assert "default 2**28 = 268435456" in " ".join(p.format_help().split())
+    assert train_main(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"),
+                       "--quiet", "--max-image-pixels", "5000"]) == 2
+    assert max_image_pixels() == 5000
 
 
 # --------------------------------------------------------------------------- usage errors

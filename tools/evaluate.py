@@ -22,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout too
 
+from img2img.cli import add_max_image_pixels, apply_max_image_pixels  # noqa: E402
 from img2img.metrics import evaluate_folders, format_row, write_json  # noqa: E402
 from img2img.runtime import keep_freed_memory  # noqa: E402
 
@@ -42,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="peak value (default: 255 for 8-bit, 65535 for 16-bit images)")
     ap.add_argument("--json", metavar="FILE", help="also write the results to this JSON file")
     ap.add_argument("--quiet", action="store_true", help="print only the mean line and errors")
+    add_max_image_pixels(ap)
     return ap
 
 
@@ -70,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"evaluate.py: error: {problem}", file=sys.stderr)
         return 2
     keep_freed_memory()
+    apply_max_image_pixels(args)
 
     if not args.quiet:
         print(f"{'image':<{_NAME_WIDTH}} {'PSNR':>8} {'SSIM':>8}", flush=True)

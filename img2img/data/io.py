@@ -26,14 +26,27 @@ Decoder choice (verified against opencv-python-headless 5.0.0 and Pillow 13):
   ignored (OpenCV drops it).
 * Float or signed samples (e.g. float32 TIFF) raise ``ImageReadError("unsupported sample
   format float32 ...")``: their value range is not defined, so any conversion would be a guess.
+
+Pixel limit: before anything is decoded, the width and height are read from the header
+(``image_header``; Pillow's lazy open for other formats) and an image of more than
+``max_image_pixels()`` pixels (default ``DEFAULT_MAX_IMAGE_PIXELS`` = 2**28, 268.4 MP) raises
+``ImageTooLargeError`` naming its size and ``--max-image-pixels``: a small, highly compressible
+file must not make us allocate gigabytes. ``read_image`` checks before reading the rest of the
+file. ``set_max_image_pixels`` changes the limit for the process and its future worker
+processes (through the ``IMG2IMG_MAX_IMAGE_PIXELS`` environment variable, read at import) and
+sets Pillow's ``Image.MAX_IMAGE_PIXELS`` to the same value, so Pillow never refuses an image
+we accept. OpenCV reads its own limits (``OPENCV_IO_MAX_IMAGE_PIXELS``, default 2**30, and
+2**20 per side) once, when cv2 is imported; images beyond them are decoded by Pillow
+(8-bit only: 16-bit colour beyond OpenCV's limit needs that variable set before the start).
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -41,25 +54,33 @@ import cv2
 import numpy as np
 from PIL import GifImagePlugin, Image, ImageOps, PngImagePlugin, TiffImagePlugin, WebPImagePlugin
 
+from img2img.data.image_header import bytes_reader, file_reader, header_size
 from img2img.data.paths import lock_temp, temp_name
+from img2img.errors import UsageError
 
 __all__ = [
+    "DEFAULT_MAX_IMAGE_PIXELS",
     "IMAGE_EXTENSIONS",
+    "MAX_IMAGE_PIXELS_ENV",
     "READ_ONLY_EXTENSIONS",
     "ImageIOError",
     "ImageReadError",
+    "ImageTooLargeError",
     "ImageWriteError",
     "atomic_path",
     "atomic_write_bytes",
     "decode_image",
     "dropped_frames_reason",
     "encode_image",
+    "max_image_pixels",
     "read_image",
     "read_image_info",
+    "set_max_image_pixels",
     "write_image",
 ]
 
 PathLike = str | os.PathLike[str]
+log = logging.getLogger("img2img")
 
 
 class ImageIOError(Exception):
@@ -79,8 +100,110 @@ class ImageReadError(ImageIOError):
     """Any read failure: missing, empty, not an image, corrupt, truncated or unsupported."""
 
 
+class ImageTooLargeError(ImageReadError):
+    """The header says the image has more pixels than ``max_image_pixels()``; nothing was
+    decoded. ``width`` and ``height`` are the header's (0 if Pillow only said "too large"),
+    ``format`` the container (e.g. ``"TIFF"``)."""
+
+    def __init__(self, path: PathLike, reason: str = "", width: int = 0, height: int = 0,
+                 format: str | None = None) -> None:  # noqa: A002 - the container's name
+        super().__init__(path, reason)
+        self.args = (self.path, reason, width, height, format)  # pickles with all fields
+        self.width, self.height, self.format = width, height, format
+
+
 class ImageWriteError(ImageIOError):
     """Any failure to encode or write an image file."""
+
+
+# --------------------------------------------------------------------------- pixel limit
+
+DEFAULT_MAX_IMAGE_PIXELS = 2**28
+"""Most pixels (width * height) an image may have to be decoded whole: 268.4 MP, i.e. 805 MB
+as 8-bit RGB and several times that while it is converted."""
+
+MAX_IMAGE_PIXELS_ENV = "IMG2IMG_MAX_IMAGE_PIXELS"
+"""Environment variable holding the limit (set by ``set_max_image_pixels``, read at import)."""
+
+
+def _limit_from_env() -> int:
+    text = os.environ.get(MAX_IMAGE_PIXELS_ENV)
+    if text is None:
+        return DEFAULT_MAX_IMAGE_PIXELS
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        log.warning("ignoring %s=%r: not a positive integer", MAX_IMAGE_PIXELS_ENV, text)
+        return DEFAULT_MAX_IMAGE_PIXELS
+    return value
+
+
+def _cv2_setting(name: str, default: int) -> int:
+    """An OpenCV imgcodecs limit as OpenCV read it from the environment at import."""
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:  # e.g. a "1G" suffix: assume the default; OpenCV failing falls back
+        return default
+
+
+_max_pixels = _limit_from_env()
+Image.MAX_IMAGE_PIXELS = _max_pixels
+_CV2_MAX_PIXELS = _cv2_setting("OPENCV_IO_MAX_IMAGE_PIXELS", 1 << 30)
+_CV2_MAX_SIDE = min(_cv2_setting("OPENCV_IO_MAX_IMAGE_WIDTH", 1 << 20),
+                    _cv2_setting("OPENCV_IO_MAX_IMAGE_HEIGHT", 1 << 20))
+
+
+def max_image_pixels() -> int:
+    """The current limit on width * height for decoding a whole image."""
+    return _max_pixels
+
+
+def set_max_image_pixels(pixels: int) -> None:
+    """Set the process-wide limit on width * height for decoding a whole image.
+
+    Also exported as ``IMG2IMG_MAX_IMAGE_PIXELS`` so worker processes started afterwards
+    (spawn / forkserver data loaders) use it, and set as Pillow's ``Image.MAX_IMAGE_PIXELS``.
+    Raises UsageError unless ``pixels`` is a positive integer.
+    """
+    global _max_pixels
+    if isinstance(pixels, bool) or not isinstance(pixels, int) or pixels < 1:
+        raise UsageError(f"--max-image-pixels must be a positive integer, got {pixels!r}")
+    _max_pixels = pixels
+    Image.MAX_IMAGE_PIXELS = pixels
+    os.environ[MAX_IMAGE_PIXELS_ENV] = str(pixels)
+
+
+def _amount(pixels: int) -> str:
+    return f"{pixels / 1e6:.1f} MP" if pixels >= 100_000 else f"{pixels} pixels"
+
+
+def _pillow_size(name: str, f: io.IOBase) -> tuple[int, int] | None:
+    """Size from Pillow's lazy open (header only), for containers without our own parser."""
+    try:
+        with Image.open(f) as im:
+            return im.size
+    except Image.DecompressionBombError:  # more than twice Pillow's limit, i.e. ours
+        raise ImageTooLargeError(
+            name, f"more than twice the limit of {_amount(_max_pixels)} for decoding a whole "
+                  f"image; raise it with --max-image-pixels") from None
+    except Exception:  # not something Pillow knows: the decoders will say what is wrong
+        return None
+
+
+def _check_size(name: str, fmt: str | None, read: Callable[[int, int], bytes],
+                f: io.IOBase) -> tuple[int, int] | None:
+    """(width, height) from the header (``read``, or Pillow on ``f``); raises
+    ImageTooLargeError above the limit. None if the size cannot be read from the header."""
+    size = header_size(fmt, read) or _pillow_size(name, f)
+    if size is not None and size[0] * size[1] > _max_pixels:
+        w, h = size
+        raise ImageTooLargeError(
+            name, f"{w}x{h} = {_amount(w * h)} is more than the limit of "
+                  f"{_amount(_max_pixels)} for decoding a whole image; raise it with "
+                  f"--max-image-pixels", w, h, fmt)
+    return size
 
 
 # --------------------------------------------------------------------------- formats
@@ -309,14 +432,19 @@ def _is_deep_colour(im: Image.Image, data: bytes) -> bool:
     return any(b > 8 for b in (bits if isinstance(bits, tuple) else (bits,)))
 
 
-def _decode_pillow(data: bytes, name: str) -> np.ndarray:
+def _decode_pillow(data: bytes, name: str, beyond_cv2: bool = False) -> np.ndarray:
     """Strict Pillow decode (truncated data raises), EXIF orientation applied.
 
-    Refuses >8-bit colour (Pillow would silently reduce it to 8 bits).
+    Refuses >8-bit colour (Pillow would silently reduce it to 8 bits). ``beyond_cv2``: the
+    image is beyond OpenCV's limits (said in that refusal).
     """
     with Image.open(io.BytesIO(data)) as im:
         if _is_deep_colour(im, data):
-            raise ImageReadError(name, f"cannot decode 16-bit colour {im.format} data")
+            why = (f" beyond OpenCV's limits ({_amount(_CV2_MAX_PIXELS)}, {_CV2_MAX_SIDE} "
+                   f"pixels a side; raise them by setting OPENCV_IO_MAX_IMAGE_PIXELS, "
+                   f"OPENCV_IO_MAX_IMAGE_WIDTH or OPENCV_IO_MAX_IMAGE_HEIGHT before starting)"
+                   if beyond_cv2 else "")
+            raise ImageReadError(name, f"cannot decode 16-bit colour {im.format} data{why}")
         im.load()
         oriented = ImageOps.exif_transpose(im)
         return _pil_to_array(oriented, name)
@@ -340,12 +468,16 @@ def _tiff_wants_pillow(data: bytes) -> bool:
 def decode_image(data: bytes, name: PathLike = "<memory>") -> np.ndarray:
     """Decode encoded image bytes to HxWxC uint8/uint16 gray/RGB/RGBA (see module docstring).
 
-    ``name`` is only used in error messages. Raises ImageReadError on any failure.
+    ``name`` is only used in error messages. Raises ImageReadError on any failure, and
+    ImageTooLargeError (before decoding) above ``max_image_pixels()``.
     """
     name = os.fspath(name)
     if len(data) == 0:
         raise ImageReadError(name, "empty file (0 bytes)")
     fmt = _sniff(data)
+    size = _check_size(name, fmt, bytes_reader(data), io.BytesIO(data))
+    beyond_cv2 = size is not None and (size[0] * size[1] > _CV2_MAX_PIXELS
+                                       or max(size) > _CV2_MAX_SIDE)
     reason = _truncation_reason(data, fmt)
     if reason:
         raise ImageReadError(name, reason)
@@ -358,11 +490,11 @@ def decode_image(data: bytes, name: PathLike = "<memory>") -> np.ndarray:
         except Exception:
             pass  # fall through to OpenCV
 
-    img, orientation = _cv2_decode(data)
+    img, orientation = (None, 1) if beyond_cv2 else _cv2_decode(data)
     if img is None:
         # OpenCV failed: Pillow may know this format variant; otherwise explain the failure.
         try:
-            return _decode_pillow(data, name)
+            return _decode_pillow(data, name, beyond_cv2)
         except ImageReadError:
             raise
         except Exception as exc:
@@ -375,7 +507,7 @@ def decode_image(data: bytes, name: PathLike = "<memory>") -> np.ndarray:
 def _failure_reason(data: bytes, fmt: str | None, exc: Exception) -> str:
     """Human-readable reason when neither OpenCV nor Pillow could decode the data."""
     if isinstance(exc, Image.DecompressionBombError):
-        return f"image too large ({exc})"
+        return f"image too large ({exc}); raise the limit with --max-image-pixels"
     if fmt is None:
         if isinstance(exc, Image.UnidentifiedImageError):
             return f"not an image file (unrecognised contents starting {data[:8]!r})"
@@ -398,12 +530,33 @@ def _read_bytes(path: PathLike) -> bytes:
         raise ImageReadError(path, exc.strerror or str(exc)) from None
 
 
+def _read_checked(path: PathLike) -> bytes:
+    """The file's bytes, after its header passed the pixel limit (a file too large to decode
+    is not read further than its header)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+            if head:
+                _check_size(os.fspath(path), _sniff(head), file_reader(f), f)
+                f.seek(0)
+            return f.read()
+    except FileNotFoundError:
+        raise ImageReadError(path, "file not found") from None
+    except IsADirectoryError:
+        raise ImageReadError(path, "is a directory, not a file") from None
+    except PermissionError:
+        raise ImageReadError(path, "permission denied") from None
+    except OSError as exc:
+        raise ImageReadError(path, exc.strerror or str(exc)) from None
+
+
 def read_image(path: PathLike) -> np.ndarray:
     """Read an image file as HxWxC uint8/uint16 gray/RGB/RGBA, EXIF orientation applied.
 
-    Raises ImageReadError (``str()`` is ``"<path>: <reason>"``) for every kind of failure.
+    Raises ImageReadError (``str()`` is ``"<path>: <reason>"``) for every kind of failure;
+    ImageTooLargeError, after reading only the header, above ``max_image_pixels()``.
     """
-    return decode_image(_read_bytes(path), path)
+    return decode_image(_read_checked(path), path)
 
 
 def _before_idat(data: bytes, chunk: bytes) -> int:

@@ -46,6 +46,7 @@ import numpy as np
 from img2img.data.io import (
     IMAGE_EXTENSIONS,
     ImageReadError,
+    ImageTooLargeError,
     dropped_frames_reason,
     read_image,
     write_image,
@@ -61,6 +62,7 @@ from img2img.data.paths import (
 from img2img.data.scan import scan_inputs
 from img2img.errors import UsageError
 from img2img.inference.geotiff import (
+    INSTALL_HINT,
     TIFF_EXTENSIONS,
     GeoOptions,
     GeoTiffError,
@@ -200,6 +202,8 @@ def _read(job: Job) -> _Loaded:
         if is_georeferenced(job.src):
             return _Loaded(job, geo=True)
         return _Loaded(job, read_image(job.src))
+    except ImageTooLargeError as exc:
+        return _too_large(job, exc)
     except ImageReadError as exc:
         return _Loaded(job, error=exc.reason)
     except (GeoTiffError, OSError) as exc:
@@ -210,6 +214,20 @@ def _load(job: Job) -> _Loaded:
     """``_read``, unless the file holds several frames or pages (it would keep only one)."""
     reason = dropped_frames_reason(job.src)
     return _Loaded(job, error=reason) if reason else _read(job)
+
+
+def _too_large(job: Job, exc: ImageTooLargeError) -> _Loaded:
+    """A TIFF too large to decode whole is read by windows (the GeoTIFF path, which also
+    takes plain TIFFs) when rasterio is installed and the output is a TIFF."""
+    if exc.format != "TIFF":
+        return _Loaded(job, error=exc.reason)
+    if not rasterio_available():
+        return _Loaded(job, error=f"{exc.reason}, or translate it by windows after "
+                                  f"{INSTALL_HINT}")
+    if job.dst.suffix.lower() not in TIFF_EXTENSIONS:
+        return _Loaded(job, error=f"{exc.reason}, or translate it by windows into a .tif "
+                                  f"output (--ext tif)")
+    return _Loaded(job, geo=True)
 
 
 def _work(reads: Iterator[Future], batch_size: int, report: Report,

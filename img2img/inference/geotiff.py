@@ -2,10 +2,12 @@
 
 Which TIFFs take this path: ``.tif``/``.tiff`` inputs that carry GeoTIFF georeferencing tags
 (geokeys / CRS, pixel scale, tie points, a transformation matrix or RPCs; found by
-``is_georeferenced``). Plain
-TIFFs are ordinary images (``data.io``). Without rasterio, a georeferenced TIFF fails with
-the install hint instead of silently losing its georeferencing. Georeferencing held only in
-sidecar files (``.tfw``, ``.aux.xml``) is not looked for.
+``is_georeferenced``), and plain TIFFs with more pixels than ``data.io`` decodes whole
+(``--max-image-pixels``; the folder reader sends them here when the output is a TIFF). Other
+plain TIFFs are ordinary images (``data.io``). Without rasterio, a georeferenced TIFF fails
+with the install hint instead of silently losing its georeferencing. Georeferencing held only
+in sidecar files (``.tfw``, ``.aux.xml``) is not looked for. Palette and CMYK rasters are
+refused (their samples are not colours a model takes).
 
 What the output keeps: CRS, nodata, band count (unless ``extra_bands="drop"``), band
 descriptions, colour interpretation, tags, scales/offsets/units, dtype and the compression
@@ -311,6 +313,17 @@ def _copy_metadata(src: Any, dst: Any, order: Sequence[int], scale: int) -> None
                                         z=g.z, id=g.id, info=g.info) for g in gcps], gcp_crs)
 
 
+def _check_colour_model(src: Any) -> None:
+    """Raise GeoTiffError for rasters whose samples are not model inputs."""
+    from rasterio.enums import ColorInterp, PhotometricInterp
+
+    if ColorInterp.palette in src.colorinterp:
+        raise GeoTiffError("a palette TIFF holds colour indices, not colours; expand it to RGB "
+                           "first (e.g. gdal_translate -expand rgb)")
+    if src.photometric == PhotometricInterp.cmyk:
+        raise GeoTiffError("CMYK TIFFs are not translated by windows; convert it to RGB first")
+
+
 def translate_geotiff(translator: Translator, src_path: str | os.PathLike,
                       dst_path: str | os.PathLike, options: GeoOptions | None = None,
                       tiling: TileOptions | None = None, batch_size: int = 4,
@@ -324,6 +337,7 @@ def translate_geotiff(translator: Translator, src_path: str | os.PathLike,
     options, tiling = options or GeoOptions(), tiling or TileOptions()
     meta, s = translator.meta, translator.meta.scale
     with _no_georef_warning(), rasterio.open(src_path) as src:
+        _check_colour_model(src)
         dtypes = set(src.dtypes)
         if len(dtypes) != 1 or np.dtype(src.dtypes[0]) not in (np.uint8, np.uint16):
             raise GeoTiffError(f"unsupported sample type {'/'.join(sorted(dtypes))} "

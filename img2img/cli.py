@@ -169,6 +169,10 @@ def translate_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="redo outputs that exist")
     p.add_argument("--dropout-at-test", action="store_true",
                    help="keep dropout active (noisy outputs, as in the pix2pix paper)")
+    p.add_argument("--per-image-norm", action="store_true",
+                   help="batch-norm layers use each image's own statistics instead of the "
+                        "stored running averages (the pix2pix paper; with --dropout-at-test "
+                        "this is the reference test.py without --eval)")
     t = p.add_argument_group(
         "large images",
         "Tiles overlap and are cross-faded, and each tile row is assembled and written before "
@@ -371,7 +375,7 @@ def _translate(ns: argparse.Namespace, world: World, device: torch.device) -> in
         try:
             translator = Translator.from_checkpoint(ns.checkpoint, str(device), ns.precision,
                                                     ns.dropout_at_test, compile=ns.compile,
-                                                    key=ns.key)
+                                                    key=ns.key, per_image_norm=ns.per_image_norm)
             geo.check_model(translator.meta.in_channels)
             _check_channels(translator.meta.in_channels, planned.jobs, ns.checkpoint)
         except usage as exc:

@@ -148,3 +148,30 @@ def test_a_malicious_pth_is_refused_by_translate(capsys: pytest.CaptureFixture[s
     assert code == 2 and str(evil) in err and "Traceback" not in err
     assert not marker.exists(), "the pickle's code must never run"
     assert not (tmp_path / "out").exists()
+
+
+def test_per_image_norm_is_batch_norm_in_training_mode_on_one_image(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from test_foreign_reference import RefUnetGenerator, randomise
+
+    ref = randomise(RefUnetGenerator(3, 3, 7, 4, "batch", dropout=False))
+    path = tmp_path / "latest_net_G.pth"
+    torch.save(ref.state_dict(), path)
+    img = photo_like(128, 128, seed=6)
+    write_image(tmp_path / "in" / "a.png", img)
+    x = _to_unit(img) * 2 - 1
+    results = {}
+    for mode, flags in (("eval", []), ("per_image", ["--per-image-norm"]),
+                        ("again", ["--per-image-norm"])):
+        code, _, err = _run(capsys, cli.translate_main, "--checkpoint", path, "--input",
+                            tmp_path / "in", "--output", tmp_path / "out", "--quiet",
+                            "--overwrite", *flags)
+        assert code == 0, err
+        results[mode] = read_image(tmp_path / "out" / "a.png").astype(int)
+    with torch.no_grad():
+        want_eval = _from_unit((ref.eval()(x) + 1) / 2, np.uint8).astype(int)
+        want_train = _from_unit((ref.train()(x) + 1) / 2, np.uint8).astype(int)
+    assert np.abs(results["eval"] - want_eval).max() <= 1
+    assert np.abs(results["per_image"] - want_train).max() <= 1
+    assert np.abs(want_eval - want_train).mean() > 2, "the two modes must differ to prove it"
+    assert np.array_equal(results["per_image"], results["again"]), "running stats untouched"

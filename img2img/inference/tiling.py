@@ -44,6 +44,7 @@ from torch import nn
 from img2img.data.convert import as_channels, max_value
 from img2img.errors import UsageError
 from img2img.inference.translator import Translator
+from img2img.nn.norm import PerImageBatchNorm2d
 
 log = logging.getLogger("img2img")
 
@@ -271,7 +272,8 @@ class _BandAccumulator:
 
 
 def _uses_global_norm(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.InstanceNorm2d | nn.GroupNorm) for m in model.modules())
+    return any(isinstance(m, nn.InstanceNorm2d | nn.GroupNorm | PerImageBatchNorm2d)
+               for m in model.modules())
 
 
 def warn_if_not_tileable(translator: Translator) -> None:

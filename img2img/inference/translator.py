@@ -17,6 +17,7 @@ from torch import nn
 from img2img.checkpoint import GeneratorMeta
 from img2img.data.convert import as_channels, from_tensor, to_tensor
 from img2img.inference.loader import load_model
+from img2img.nn.norm import use_per_image_statistics
 from img2img.runtime import autocast, check_precision, release_on_new_shape, resolve_device
 
 
@@ -44,9 +45,11 @@ class Translator:
 
     def __init__(self, model: nn.Module, meta: GeneratorMeta, device: torch.device,
                  precision: str = "fp32", dropout_at_test: bool = False,
-                 compile: bool = False) -> None:
+                 compile: bool = False, per_image_norm: bool = False) -> None:
         check_precision(precision, device)
         self.model = model.to(device).eval()
+        if per_image_norm:  # batch norm with each image's own statistics (pix2pix at test)
+            use_per_image_statistics(self.model)
         if compile:  # in place: the module keeps its parameters and state_dict keys
             self.model.compile()
         self.meta = meta
@@ -62,12 +65,13 @@ class Translator:
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str = "auto",
                         precision: str = "fp32", dropout_at_test: bool = False,
-                        compile: bool = False, key: str | None = None) -> Translator:
+                        compile: bool = False, key: str | None = None,
+                        per_image_norm: bool = False) -> Translator:
         """Load a generator ``.safetensors`` written by the trainer (no other flag needed), or
         a published checkpoint of another project (``inference.loader``)."""
         dev = resolve_device(device)
         model, meta = load_model(path, dev, key)
-        return cls(model, meta, dev, precision, dropout_at_test, compile)
+        return cls(model, meta, dev, precision, dropout_at_test, compile, per_image_norm)
 
     # --- tensors ------------------------------------------------------------------------
     @torch.inference_mode()

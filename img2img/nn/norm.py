@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from torch import nn
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 NORM_KINDS = ("instance", "batch", "none")
 
@@ -34,3 +35,27 @@ def uses_bias(kind: str) -> bool:
     """
     _check(kind)
     return kind != "batch"
+
+
+class PerImageBatchNorm2d(nn.BatchNorm2d):
+    """A trained BatchNorm2d that normalises every image with its own statistics.
+
+    This is what the layer computes in training mode on a batch of one image (the pix2pix
+    paper's test-time behaviour, the reference ``test.py`` without ``--eval``), for batches of
+    any size and without updating the stored running statistics. Same parameters and buffers,
+    so the state dict is unchanged.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
+
+
+def use_per_image_statistics(model: nn.Module) -> int:
+    """Make every BatchNorm2d of ``model`` a :class:`PerImageBatchNorm2d` (in place); returns
+    how many layers changed."""
+    changed = 0
+    for module in model.modules():
+        if type(module) is nn.BatchNorm2d:
+            module.__class__ = PerImageBatchNorm2d  # same object: parameters, buffers, hooks
+            changed += 1
+    return changed

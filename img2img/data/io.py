@@ -516,10 +516,11 @@ def _failure_reason(data: bytes, fmt: str | None, exc: Exception) -> str:
     return f"corrupt or unsupported {fmt} data{detail}"
 
 
-def _read_bytes(path: PathLike) -> bytes:
+@contextmanager
+def _reading(path: PathLike) -> Iterator[None]:
+    """Turn the OS errors of opening/reading ``path`` into ImageReadError naming it."""
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        yield
     except FileNotFoundError:
         raise ImageReadError(path, "file not found") from None
     except IsADirectoryError:
@@ -528,26 +529,22 @@ def _read_bytes(path: PathLike) -> bytes:
         raise ImageReadError(path, "permission denied") from None
     except OSError as exc:
         raise ImageReadError(path, exc.strerror or str(exc)) from None
+
+
+def _read_bytes(path: PathLike) -> bytes:
+    with _reading(path), open(path, "rb") as f:
+        return f.read()
 
 
 def _read_checked(path: PathLike) -> bytes:
     """The file's bytes, after its header passed the pixel limit (a file too large to decode
     is not read further than its header)."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(16)
-            if head:
-                _check_size(os.fspath(path), _sniff(head), file_reader(f), f)
-                f.seek(0)
-            return f.read()
-    except FileNotFoundError:
-        raise ImageReadError(path, "file not found") from None
-    except IsADirectoryError:
-        raise ImageReadError(path, "is a directory, not a file") from None
-    except PermissionError:
-        raise ImageReadError(path, "permission denied") from None
-    except OSError as exc:
-        raise ImageReadError(path, exc.strerror or str(exc)) from None
+    with _reading(path), open(path, "rb") as f:
+        head = f.read(16)
+        if head:
+            _check_size(os.fspath(path), _sniff(head), file_reader(f), f)
+            f.seek(0)
+        return f.read()
 
 
 def read_image(path: PathLike) -> np.ndarray:

@@ -32,7 +32,8 @@ class DownloadError(Exception):
 
 
 class ByteBar:
-    """A :data:`ByteProgress` that shows a tqdm bar in bytes, opened once the size is known."""
+    """A :data:`ByteProgress` that shows a tqdm bar in bytes, opened once the size is known
+    and closed as soon as all of it has arrived (so later output starts on its own line)."""
 
     def __init__(self, quiet: bool = False, desc: str | None = None) -> None:
         self.quiet, self.desc = quiet, desc
@@ -43,6 +44,8 @@ class ByteBar:
             self.bar = tqdm(total=total, disable=self.quiet, unit="B", unit_scale=True,
                             unit_divisor=1024, dynamic_ncols=True, desc=self.desc)
         self.bar.update(n)
+        if total is not None and self.bar.n >= total:
+            self.bar.close()
 
     def close(self) -> None:
         """Close the bar (if one was opened)."""

@@ -20,8 +20,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout too
 
-from tqdm import tqdm  # noqa: E402
-
 from img2img.data.download import (  # noqa: E402
     CATALOGUE,
     DownloadError,
@@ -29,6 +27,7 @@ from img2img.data.download import (  # noqa: E402
     download_dataset,
     missing_folders,
 )
+from img2img.data.fetch import ByteBar  # noqa: E402
 from img2img.errors import UsageError  # noqa: E402
 
 
@@ -47,24 +46,6 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-class _Bar:
-    """Byte progress callback that opens a tqdm bar once the total size is known."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.bar: tqdm | None = None
-
-    def __call__(self, n: int, total: int | None) -> None:
-        if self.bar is None:
-            self.bar = tqdm(total=total, disable=self.quiet, unit="B", unit_scale=True,
-                            unit_divisor=1024, dynamic_ncols=True)
-        self.bar.update(n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     p = parser()
@@ -79,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             note = "  (manual download)" if ds.manual else ""
             print(f"{ds.name:24s} {ds.family:9s} {ds.description}{note}")
         return 0
-    bar = _Bar(ns.quiet)
+    bar = ByteBar(ns.quiet)
     try:
         result = download_dataset(ns.name, ns.out, url_base=ns.url_base,
                                   overwrite=ns.overwrite, progress=bar, sha256=ns.sha256)

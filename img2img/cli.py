@@ -454,14 +454,88 @@ def import_main(argv: Sequence[str] | None = None) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"train": train_main, "translate": translate_main, "import": import_main}
+def models_parser() -> argparse.ArgumentParser:
+    """Flags of ``img2img models`` and ``img2img models fetch``."""
+    p = OneLineParser(prog="img2img models",
+                      description="List well-known published checkpoints the toolkit runs, or "
+                                  "fetch one: download, import, record its URL and SHA-256.")
+    p.add_argument("--json", action="store_true", help="print the catalogue as JSON")
+    sub = p.add_subparsers(dest="action", metavar="fetch")
+    f = sub.add_parser("fetch", help="download NAME and import it as DIR/NAME.safetensors",
+                       description="Download a catalogue model (to a temp file in --out), "
+                                   "import it as --out/NAME.safetensors and record the URL and "
+                                   "the SHA-256 of the downloaded file in its metadata.")
+    f.add_argument("name", help="catalogue name (img2img models lists them)")
+    f.add_argument("--out", required=True, help="folder for NAME.safetensors")
+    f.add_argument("--force", action="store_true",
+                   help="fetch again even if --out/NAME.safetensors exists")
+    f.add_argument("--keep-original", action="store_true",
+                   help="also keep the downloaded file, as --out/NAME.pth")
+    f.add_argument("--url", help="download from this URL instead of the catalogue's (a mirror "
+                                 "or a local copy; http:// and file:// accepted)")
+    f.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
+    f.add_argument("--debug", action="store_true",
+                   help="print the full traceback of an unexpected error")
+    return p
+
+
+def models_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``img2img models``: the catalogue table (or JSON), or ``fetch``."""
+    ns = models_parser().parse_args(argv)
+    if ns.action != "fetch":
+        import json
+
+        from img2img.foreign.catalogue import CATALOGUE
+        from img2img.inference.published import catalogue_table
+
+        if ns.json:
+            print(json.dumps([m.as_dict() for m in CATALOGUE.values()], indent=2))
+        else:
+            print("\n".join(catalogue_table()))
+        return EXIT_OK
+    _setup_logging(ns.quiet)
+    from img2img.data.fetch import ByteBar, DownloadError
+    from img2img.inference.published import fetch_model
+
+    bar = ByteBar(ns.quiet, desc=ns.name)
+    try:
+        try:
+            got = fetch_model(ns.name, ns.out, url=ns.url, force=ns.force,
+                              keep_original=ns.keep_original, progress=bar)
+        finally:
+            bar.close()
+    except _usage_errors() as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except DownloadError as exc:  # offline, HTTP error, checksum mismatch, not a generator
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("interrupted: the partial download was removed", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - one line instead of a traceback
+        return report_unexpected(exc, ns.debug)
+    if got.skipped:
+        print(f"{got.path} already exists; skipped (--force fetches it again)")
+        return EXIT_OK
+    check = "matches the catalogue's" if got.verified else "none known to compare it with"
+    print(f"downloaded {got.url}: {got.size} bytes, sha256 {got.sha256} ({check})")
+    meta = got.meta
+    kept = f"; original kept as {got.original}" if got.original else ""
+    print(f"wrote {got.path}: {meta.extra.get('family')} as {meta.arch}, task {meta.task} "
+          f"{meta.direction}, x{meta.scale}{kept}")
+    return EXIT_OK
+
+
+COMMANDS = {"train": train_main, "translate": translate_main, "import": import_main,
+            "models": models_main}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``img2img <command> [flags]``."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help") or args[0] not in COMMANDS:
-        print("usage: img2img {train,translate,import} [flags]   (img2img <command> --help)",
+        print(f"usage: img2img {{{','.join(COMMANDS)}}} [flags]   (img2img <command> --help)",
               file=sys.stderr)
         return EXIT_OK if args and args[0] in ("-h", "--help") else EXIT_USAGE
     return COMMANDS[args[0]](args[1:])

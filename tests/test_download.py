@@ -20,6 +20,7 @@ from types import ModuleType
 import pytest
 
 import img2img.data.download as dl
+import img2img.data.fetch as fetch_module
 from img2img.data.download import CATALOGUE, dataset_url, lookup
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -406,7 +407,8 @@ def test_https_redirect_to_plain_http_refused(tmp_path: Path, monkeypatch: pytes
         def geturl(self) -> str:
             return "http://mirror.example/horse2zebra.zip"
 
-    monkeypatch.setattr(dl.urllib.request, "urlopen", lambda url, timeout: _Resp(data))
+    monkeypatch.setattr(fetch_module.urllib.request, "urlopen",
+                        lambda url, timeout: _Resp(data))
     out = tmp_path / "datasets"
     assert _run("horse2zebra", "--out", str(out)) == 1
     err = capsys.readouterr().err

@@ -22,21 +22,17 @@ from __future__ import annotations
 
 import datetime
 import difflib
-import hashlib
 import json
 import os
 import re
 import shutil
-import socket
 import tempfile
-import urllib.error
-import urllib.request
-from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 from img2img.data.archive import ArchiveError, extract_archive
+from img2img.data.fetch import ByteProgress, DownloadError, fetch
 from img2img.errors import UsageError
 
 __all__ = [
@@ -66,10 +62,6 @@ PIX2PIX_URL = "https://efrosgans.eecs.berkeley.edu/pix2pix/datasets"
 
 MANIFEST_NAME = "download.json"
 """File written into each downloaded dataset folder: URL, size and SHA-256 of its archive."""
-
-ByteProgress = Callable[[int, int | None], None]
-"""Called with (bytes received since the last call, total size or None if unknown)."""
-
 
 @dataclass(frozen=True)
 class Dataset:
@@ -137,10 +129,6 @@ CATALOGUE: dict[str, Dataset] = {
 }
 
 
-class DownloadError(Exception):
-    """A download, check or extraction failed (exit code 1); the message is one line."""
-
-
 class UnknownDatasetError(UsageError):
     """The name is not in the catalogue (exit code 2)."""
 
@@ -183,71 +171,6 @@ def dataset_url(ds: Dataset, url_base: str | None = None) -> str:
     """Archive URL; ``url_base`` replaces the server folder that holds the archives."""
     base = url_base or (CYCLEGAN_URL if ds.family == "cyclegan" else PIX2PIX_URL)
     return base.rstrip("/") + "/" + ds.archive
-
-
-# --------------------------------------------------------------------------- fetching
-
-
-@dataclass(frozen=True)
-class _Fetched:
-    size: int
-    sha256: str
-
-
-def _fetch(url: str, dst: Path, progress: ByteProgress | None, timeout: float, *,
-           size: int | None = None, sha256: str = "") -> _Fetched:
-    """Stream ``url`` into ``dst`` (via ``dst.part`` + ``os.replace``), checking the known
-    ``size``/``sha256``; DownloadError with a one-line reason on any failure (nothing left)."""
-    part = dst.with_name(dst.name + ".part")
-    digest = hashlib.sha256()
-    received = 0
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp, open(part, "wb") as f:
-            final = resp.geturl() or url
-            if url.lower().startswith("https:") and not final.lower().startswith("https:"):
-                raise DownloadError(f"cannot download {url}: redirected to {final}, which is "
-                                    "not https")
-            length = resp.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
-            if size is not None and total is not None and total != size:
-                raise DownloadError(f"cannot download {url}: the server offers {total} bytes, "
-                                    f"expected {size}")
-            if progress:
-                progress(0, total)
-            while chunk := resp.read(1 << 20):
-                f.write(chunk)
-                digest.update(chunk)
-                received += len(chunk)
-                if progress:
-                    progress(len(chunk), total)
-        if total is not None and received != total:
-            raise DownloadError(f"cannot download {url}: incomplete, got {received} of "
-                                f"{total} bytes")
-        if size is not None and received != size:
-            raise DownloadError(f"{url}: size mismatch: got {received} bytes, expected {size} "
-                                "(download removed)")
-        got = digest.hexdigest()
-        if sha256 and got != sha256:
-            raise DownloadError(f"{url}: sha256 mismatch: got {got}, expected {sha256} "
-                                "(download removed)")
-        os.replace(part, dst)
-        return _Fetched(received, got)
-    except urllib.error.HTTPError as exc:
-        raise DownloadError(f"cannot download {url}: HTTP {exc.code} {exc.reason}") from None
-    except urllib.error.URLError as exc:
-        reason = exc.reason
-        if isinstance(reason, socket.gaierror):
-            reason = f"host not found ({reason.strerror}); offline?"
-        elif isinstance(reason, OSError) and reason.strerror:
-            reason = reason.strerror
-        raise DownloadError(f"cannot download {url}: {reason}") from None
-    except TimeoutError:
-        raise DownloadError(f"cannot download {url}: timed out after {timeout:g} s") from None
-    except (OSError, ValueError) as exc:  # disk full, connection reset, bad URL, ...
-        raise DownloadError(f"cannot download {url}: {exc}") from None
-    finally:
-        with suppress(OSError):
-            part.unlink()  # gone already after a successful os.replace
 
 
 # --------------------------------------------------------------------------- extraction
@@ -321,7 +244,8 @@ def download_dataset(name: str, out: str | os.PathLike[str] = "datasets", *,
     ok = False
     try:
         archive = work / ds.archive
-        got = _fetch(url, archive, progress, timeout, size=want_size, sha256=want_sha)
+        got_size, got_sha = fetch(url, archive, progress, timeout, size=want_size,
+                                  sha256=want_sha)
         extracted = work / "extracted"
         try:
             extract_archive(archive, extracted)
@@ -330,8 +254,8 @@ def download_dataset(name: str, out: str | os.PathLike[str] = "datasets", *,
         archive.unlink()
         top = _top_folder(extracted)
         manifest = _write_manifest(top, {
-            "dataset": ds.name, "url": url, "archive": ds.archive, "size": got.size,
-            "sha256": got.sha256, "verified": bool(want_sha),
+            "dataset": ds.name, "url": url, "archive": ds.archive, "size": got_size,
+            "sha256": got_sha, "verified": bool(want_sha),
             "downloaded": datetime.datetime.now(datetime.timezone.utc)
             .isoformat(timespec="seconds")})
         previous = work / "previous"  # an overwritten dataset, removed with the work folder
@@ -349,7 +273,7 @@ def download_dataset(name: str, out: str | os.PathLike[str] = "datasets", *,
         if created and not ok:
             with suppress(OSError):
                 out_p.rmdir()  # only if still empty: a failed download leaves no trace
-    return DownloadResult(dest, False, url, got.size, got.sha256, bool(want_sha),
+    return DownloadResult(dest, False, url, got_size, got_sha, bool(want_sha),
                           dest / MANIFEST_NAME if manifest else None)
 
 

@@ -13,6 +13,7 @@ import hashlib
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -89,9 +90,12 @@ TASKS = ("cyclegan", "pix2pix", "sr")
 
 
 def import_checkpoint(src: str | os.PathLike, out: str | os.PathLike, task: str | None = None,
-                      direction: str = "A2B", key: str | None = None) -> GeneratorMeta:
+                      direction: str = "A2B", key: str | None = None, *,
+                      extra: dict[str, Any] | None = None) -> GeneratorMeta:
     """Convert a published checkpoint into the toolkit's ``.safetensors`` at ``out``.
 
+    ``extra`` adds entries to the metadata's ``extra`` (e.g. the URL the file came from);
+    the importer's own (``source``, ``source_sha256``, ``family``, ...) take precedence.
     The written file is read back and must give the same output as the converted network on
     a random input before the command succeeds (the written file replaces ``out`` atomically).
     """
@@ -109,6 +113,7 @@ def import_checkpoint(src: str | os.PathLike, out: str | os.PathLike, task: str 
     model, meta = load_model(src_p, "cpu", key)
     meta.task = task or meta.task
     meta.direction = direction
+    meta.extra = {**(extra or {}), **meta.extra}
     save_generator(out_p, model, meta)
     again, _ = load_generator(out_p)
     side = _probe_size(model)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -538,7 +539,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"usage: img2img {{{','.join(COMMANDS)}}} [flags]   (img2img <command> --help)",
               file=sys.stderr)
         return EXIT_OK if args and args[0] in ("-h", "--help") else EXIT_USAGE
-    return COMMANDS[args[0]](args[1:])
+    try:
+        return COMMANDS[args[0]](args[1:])
+    except BrokenPipeError:  # e.g. `img2img models | head`: the reader left; not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -449,9 +449,13 @@ def import_main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except Exception as exc:  # noqa: BLE001 - one line instead of a traceback
         return report_unexpected(exc, ns.debug)
+    diff = meta.extra.get("parity_max_diff")
+    parity = ("not compared with the original layout (no independent forward for this family)"
+              if diff is None else f"matches the original layout (max diff {diff:.1g})")
     print(f"wrote {ns.out}: {meta.extra.get('family')} as {meta.arch} {meta.kwargs}, "
           f"x{meta.scale}, values {list(meta.value_range)}, task {meta.task} {meta.direction}; "
-          f"source {meta.extra.get('source')} sha256 {meta.extra.get('source_sha256')}")
+          f"source {meta.extra.get('source')} sha256 {meta.extra.get('source_sha256')}; "
+          f"{parity}")
     return EXIT_OK
 
 

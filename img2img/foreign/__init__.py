@@ -21,6 +21,7 @@ __all__ = [
     "Imported",
     "families",
     "import_file",
+    "import_file_with_original",
     "load_foreign",
     "recognise",
 ]
@@ -74,10 +75,17 @@ def import_file(path: str | os.PathLike, key: str | None = None) -> Imported:
 
     The returned record's ``notes["container"]`` says where in the file the weights were.
     """
+    return import_file_with_original(path, key)[0]
+
+
+def import_file_with_original(path: str | os.PathLike,
+                              key: str | None = None) -> tuple[Imported, StateDict]:
+    """:func:`import_file`, also returning the state dict as loaded (upstream key names),
+    which :func:`img2img.foreign.verify.reference_forward` runs to check the conversion."""
     state, where = load_foreign(path, key)
     try:
         imported = recognise(state)
     except ForeignCheckpointError as exc:
         raise ForeignCheckpointError(f"{path}: {exc}") from None
     imported.notes.setdefault("container", where)
-    return imported
+    return imported, state

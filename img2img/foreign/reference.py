@@ -33,6 +33,9 @@ from .load import ForeignCheckpointError
 
 RESNET_FAMILY = "reference ResNet generator (pytorch-CycleGAN-and-pix2pix)"
 UNET_FAMILY = "reference U-Net generator (pytorch-CycleGAN-and-pix2pix)"
+# ``notes["layout"]``: the key layout read (img2img.foreign.verify follows it)
+RESNET_LAYOUT = "pytorch-CycleGAN-and-pix2pix ResnetGenerator keys"
+UNET_LAYOUT = "pytorch-CycleGAN-and-pix2pix UnetGenerator keys"
 _STATS_NOTE = ("BatchNorm runs on the stored running statistics, as the reference's "
                "test.py does with --eval (without it, each image is normalised with its own "
                "statistics and dropout stays on)")
@@ -133,7 +136,7 @@ def recognise_resnet(state: StateDict) -> Imported | None:
         kwargs["n_blocks"] = n_blocks
     converted = {k.replace(".conv_block.", ".block.", 1): v for k, v in state.items()}
     converted = _finish(converted, arch, kwargs, RESNET_FAMILY)
-    notes = {"stats": _STATS_NOTE} if norm == "batch" else {}
+    notes = {"layout": RESNET_LAYOUT, **({"stats": _STATS_NOTE} if norm == "batch" else {})}
     return Imported(
         family=f"{RESNET_FAMILY}: {n_blocks} blocks, ngf {ngf}, {norm} norm"
                + (", dropout" if dropout else ""),
@@ -188,7 +191,8 @@ def recognise_unet(state: StateDict) -> Imported | None:
     if arch == "unet":
         kwargs["num_downs"] = num_downs
     converted = _finish(converted, arch, kwargs, UNET_FAMILY)
-    notes = {"dropout": "not stored in the weights (no parameters); inference runs without "
+    notes = {"layout": UNET_LAYOUT,
+             "dropout": "not stored in the weights (no parameters); inference runs without "
                         "it either way"}
     if norm == "batch":
         notes["stats"] = _STATS_NOTE

@@ -20,9 +20,11 @@ from safetensors import SafetensorError, safe_open
 
 from img2img.checkpoint import FORMAT_NAME, CheckpointError, GeneratorMeta, load_generator, meta_for
 from img2img.errors import UsageError
-from img2img.foreign import import_file
-from img2img.foreign.family import Imported
+from img2img.foreign import ForeignCheckpointError, import_file_with_original
+from img2img.foreign.family import Imported, StateDict
+from img2img.foreign.verify import reference_forward
 from img2img.nn import build_generator
+from img2img.nn.conv_algo import direct
 
 log = logging.getLogger(__name__)
 
@@ -73,20 +75,28 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu",
             raise UsageError(f"--key {key}: {p} is an img2img checkpoint; --key only picks "
                              f"an entry of a foreign checkpoint")
         return load_generator(p, device)
-    try:
-        imported = import_file(p, key)
-    except CheckpointError as exc:
-        if p.suffix.lower() == ".safetensors":
-            raise CheckpointError(f"{p}: not an img2img generator checkpoint, nor a published "
-                                  f"model the toolkit recognises: {exc}") from None
-        raise
+    imported, _ = _import_foreign(p, key)
     model, meta = build_imported(imported, p)
     log.info("%s: recognised %s; running it as %s %s (values in %s)", p.name, imported.family,
              imported.arch, imported.kwargs, list(meta.value_range))
     return model.to(device).eval(), meta
 
 
+def _import_foreign(p: Path, key: str | None) -> tuple[Imported, StateDict]:
+    """Recognise a foreign file; also the state dict as loaded, with its upstream names."""
+    try:
+        return import_file_with_original(p, key)
+    except CheckpointError as exc:
+        if p.suffix.lower() == ".safetensors":
+            raise CheckpointError(f"{p}: not an img2img generator checkpoint, nor a published "
+                                  f"model the toolkit recognises: {exc}") from None
+        raise
+
+
 TASKS = ("cyclegan", "pix2pix", "sr")
+# The converted network must reproduce the original layout's output this closely (times the
+# output's peak magnitude when that exceeds 1); fp32 rounding differences are ~1e-6.
+PARITY_TOLERANCE = 1e-4
 
 
 def import_checkpoint(src: str | os.PathLike, out: str | os.PathLike, task: str | None = None,
@@ -94,10 +104,13 @@ def import_checkpoint(src: str | os.PathLike, out: str | os.PathLike, task: str 
                       extra: dict[str, Any] | None = None) -> GeneratorMeta:
     """Convert a published checkpoint into the toolkit's ``.safetensors`` at ``out``.
 
-    ``extra`` adds entries to the metadata's ``extra`` (e.g. the URL the file came from);
-    the importer's own (``source``, ``source_sha256``, ``family``, ...) take precedence.
-    The written file is read back and must give the same output as the converted network on
-    a random input before the command succeeds (the written file replaces ``out`` atomically).
+    Before anything is written, the converted network and the original state dict run by
+    :func:`img2img.foreign.verify.reference_forward` (the upstream layer order, written
+    independently of the toolkit's modules) must agree on a random input in the model's value
+    range within :data:`PARITY_TOLERANCE`; the largest difference is kept in
+    ``meta.extra["parity_max_diff"]`` (None for a family without an independent forward).
+    The written file is then read back and must give the same output as the converted
+    network (the written file replaces ``out`` atomically).
     """
     from img2img.checkpoint import save_generator
 
@@ -110,15 +123,21 @@ def import_checkpoint(src: str | os.PathLike, out: str | os.PathLike, task: str 
         raise UsageError(f"--out {out_p}: the toolkit's checkpoints end in .safetensors")
     if out_p.exists() and out_p.resolve() == src_p.resolve():
         raise UsageError(f"--out {out_p} is the input file")
-    model, meta = load_model(src_p, "cpu", key)
+    if not src_p.is_file():
+        raise CheckpointError(f"{src_p}: checkpoint file not found")
+    imported, original = _import_foreign(src_p, key)
+    model, meta = build_imported(imported, src_p)
+    model.eval()
     meta.task = task or meta.task
     meta.direction = direction
     meta.extra = {**(extra or {}), **meta.extra}
+    side = _probe_size(model)
+    lo, hi = meta.value_range
+    x = lo + (hi - lo) * torch.rand(1, meta.in_channels, side, side,
+                                    generator=torch.Generator().manual_seed(0))
+    meta.extra["parity_max_diff"] = check_parity(src_p, imported, original, model, x)
     save_generator(out_p, model, meta)
     again, _ = load_generator(out_p)
-    side = _probe_size(model)
-    x = torch.rand(1, meta.in_channels, side, side,
-                   generator=torch.Generator().manual_seed(0)) * 2 - 1
     with torch.inference_mode():
         diff = (again(x) - model(x)).abs().max().item()
     if diff > 1e-6:
@@ -126,6 +145,43 @@ def import_checkpoint(src: str | os.PathLike, out: str | os.PathLike, task: str 
         raise CheckpointError(f"{out_p}: the written generator differs from the converted one "
                               f"(max difference {diff:g}); nothing was kept")
     return meta
+
+
+def check_parity(src: Path, imported: Imported, original: StateDict, model: torch.nn.Module,
+                 x: torch.Tensor) -> float | None:
+    """Largest difference between ``model(x)`` and the original layout's forward on ``x``.
+
+    Both run PyTorch's direct convolutions (``conv_algo.direct()``: the toolkit's faster CPU
+    algorithms round differently, by up to ~3e-5 at 256 channels, which would blur a check
+    of the conversion). Raises CheckpointError naming ``src`` when they differ by more than
+    :data:`PARITY_TOLERANCE`; None when no independent forward exists for the family.
+    """
+    try:
+        want = reference_forward(imported, original, x)
+    except (ForeignCheckpointError, RuntimeError) as exc:
+        raise CheckpointError(f"{src}: the original {imported.family} layout cannot be run on "
+                              f"these weights to check the conversion ({exc}); nothing "
+                              f"written") from None
+    if want is None:
+        log.warning("%s: %s has no independent forward of its original layout; the conversion "
+                    "is not checked against it", src.name, imported.family)
+        return None
+    with torch.inference_mode(), direct():
+        got = model(x)
+    if got.shape != want.shape:
+        raise CheckpointError(
+            f"{src}: the converted {imported.arch} gives a {tuple(got.shape)} output where the "
+            f"original layout gives {tuple(want.shape)}; nothing written")
+    diff = (got - want).abs().max().item()
+    tolerance = PARITY_TOLERANCE * max(1.0, want.abs().max().item())
+    if not diff <= tolerance:  # also refuses NaN
+        raise CheckpointError(
+            f"{src}: the converted {imported.arch} does not reproduce the original "
+            f"{imported.family} (max difference {diff:.3g} on a random {x.shape[-2]}x"
+            f"{x.shape[-1]} input, tolerance {tolerance:.3g}); nothing written")
+    log.info("%s: the converted network matches the original layout (max difference %.3g)",
+             src.name, diff)
+    return diff
 
 
 def _probe_size(model: torch.nn.Module) -> int:

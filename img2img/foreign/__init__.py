@@ -60,8 +60,11 @@ def recognise(state: StateDict) -> Imported:
     """
     state, _ = clean_state_dict(state)
     tried = families()
-    for _, recogniser in tried:
-        imported = recogniser(state)
+    for name, recogniser in tried:
+        try:
+            imported = recogniser(state)
+        except ValueError as exc:  # the family's layout, in a variant that cannot be converted
+            raise ForeignCheckpointError(f"{name}: {exc}") from None
         if imported is not None:
             return imported
     names = "; ".join(name for name, _ in tried)

@@ -67,6 +67,10 @@ def train_parser() -> argparse.ArgumentParser:
                    help="training crop (default 256; srgan: 96, the high-resolution crop)")
     g.add_argument("--no-flip", action="store_true", help="no random horizontal flip")
     g.add_argument("--workers", type=int, default=d.workers, help="data loader processes")
+    g.add_argument("--on-bad-image", default=d.on_bad_image, choices=["skip", "stop"],
+                   help="an image that fails after the start-up check: skip it (replaced "
+                        "by the next, counted as bad_images in the loss log) or stop the "
+                        "run after saving (default %(default)s)")
     g = p.add_argument_group("networks")
     g.add_argument("--generator", help="resnet_9blocks|resnet_6blocks|unet_256|unet_128|unet "
                    "(default: resnet_9blocks for cyclegan, unet_256 for pix2pix)")
@@ -112,7 +116,9 @@ def train_parser() -> argparse.ArgumentParser:
                    help="random degradations of the low-resolution input")
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=int, default=d.seed)
-    g.add_argument("--resume", action="store_true", help="continue the run in --out")
+    g.add_argument("--resume", action="store_true",
+                   help="continue the run in --out with its saved settings (schedule, "
+                        "output and device flags may change; others must match)")
     g.add_argument("--save-every", type=int, default=d.save_every)
     g.add_argument("--sample-every", type=int, default=d.sample_every)
     g.add_argument("--log-every", type=int, default=d.log_every)
@@ -213,23 +219,39 @@ def _setup_logging(quiet: bool) -> None:
                         format="%(levelname)s: %(message)s")
 
 
+def _given_flags(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
+                 ns: argparse.Namespace) -> set[str]:
+    """Destinations of the flags present in ``argv``: parsed again into a namespace whose
+    every value is a marker, which argparse then leaves in place of its defaults."""
+    unset = object()
+    probe = argparse.Namespace(**dict.fromkeys(vars(ns), unset))
+    parser.parse_args(argv, namespace=probe)
+    return {k for k, v in vars(probe).items() if v is not unset}
+
+
 def train_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``img2img train``."""
-    ns = train_parser().parse_args(argv)
+    parser = train_parser()
+    ns = parser.parse_args(argv)
     cfg: TrainConfig = _to_config(TrainConfig, ns)  # type: ignore[assignment]
     _setup_logging(cfg.quiet)
     from img2img.runtime import keep_freed_memory
 
     keep_freed_memory()
+    from img2img.engine.interrupt import TrainingStopped
     from img2img.engine.trainer import RunExistsError, Trainer
 
     try:
-        trainer = Trainer(cfg, stop_after=ns.stop_after)
+        trainer = Trainer(cfg, stop_after=ns.stop_after, given=_given_flags(parser, argv, ns))
         out = trainer.run()
         trainer.finish()
     except (RunExistsError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except TrainingStopped as exc:
+        if trainer.world.is_main:
+            print(exc, file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted: the last saved checkpoint can be continued with --resume",
               file=sys.stderr)

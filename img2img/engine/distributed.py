@@ -105,6 +105,17 @@ def mean_over_ranks(world: World, values: dict[str, float]) -> dict[str, float]:
     return {k: float(v) / world.size for k, v in zip(keys, t.tolist(), strict=True)}
 
 
+def max_over_ranks(world: World, values: list[int]) -> list[int]:
+    """Element-wise maximum of a list of ints (same length on every rank) over the ranks."""
+    if not world.distributed:
+        return values
+    t = torch.tensor(values, dtype=torch.int64)
+    if dist.get_backend() == "nccl":
+        t = t.cuda()
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return [int(v) for v in t.tolist()]
+
+
 class GanDDP(DistributedDataParallel):
     """DDP that steps aside when no gradient can flow into its parameters.
 

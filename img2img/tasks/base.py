@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 
 from img2img.checkpoint import GeneratorMeta, meta_for
 from img2img.config import TrainConfig
+from img2img.data.headers import InputGeometry
 from img2img.nn import build_discriminator, build_generator, init_weights
 from img2img.runtime import autocast
 
@@ -75,6 +76,16 @@ class Task:
     def exports(self) -> dict[str, tuple[nn.Module, GeneratorMeta]]:
         """Inference generators to write, keyed by file name."""
         raise NotImplementedError
+
+    def input_geometry(self) -> InputGeometry:
+        """What the generators need from an unresized training image (start-up check and
+        ``--preprocess none`` cropping): their size multiple and minimum size, and whether
+        one batch needs images of one size."""
+        nets = [self.nets[k] for k in self._arch]
+        multiple = max([int(getattr(n, "size_multiple", 1)) for n in nets] or [1])
+        min_size = max([int(getattr(n, "min_size", 1)) for n in nets] or [1])
+        b = self.cfg.batch_size
+        return InputGeometry(multiple, min_size, f"--batch-size {b}" if b > 1 else "")
 
     # --- shared helpers -----------------------------------------------------------------
     def make_generator(self, key: str, arch: str, **kwargs: Any) -> nn.Module:

@@ -98,6 +98,10 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-flip", action="store_true", help="no random horizontal flip")
     g.add_argument("--workers", type=_non_negative_int, default=d.workers,
                    help="data loader processes")
+    g.add_argument("--on-bad-image", default=d.on_bad_image, choices=["skip", "stop"],
+                   help="an image that fails after the start-up check: skip it (replaced "
+                        "by the next, counted as bad_images in the loss log) or stop the "
+                        "run after saving (default %(default)s)")
     g = p.add_argument_group("networks")
     g.add_argument("--generator", help="resnet_9blocks|resnet_6blocks|unet_256|unet_128|unet "
                    "(default: resnet_9blocks for cyclegan, unet_256 for pix2pix)")
@@ -145,7 +149,9 @@ def train_parser() -> argparse.ArgumentParser:
                    help="random degradations of the low-resolution input")
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=int, default=d.seed)
-    g.add_argument("--resume", action="store_true", help="continue the run in --out")
+    g.add_argument("--resume", action="store_true",
+                   help="continue the run in --out with its saved settings (schedule, "
+                        "output and device flags may change; others must match)")
     g.add_argument("--save-every", type=_non_negative_int, default=d.save_every)
     g.add_argument("--sample-every", type=_non_negative_int, default=d.sample_every)
     g.add_argument("--log-every", type=positive_int, default=d.log_every)
@@ -272,28 +278,46 @@ def _setup_logging(quiet: bool) -> None:
                         format="%(levelname)s: %(message)s")
 
 
+def _given_flags(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
+                 ns: argparse.Namespace) -> set[str]:
+    """Destinations of the flags present in ``argv``: parsed again into a namespace whose
+    every value is a marker, which argparse then leaves in place of its defaults."""
+    unset = object()
+    probe = argparse.Namespace(**dict.fromkeys(vars(ns), unset))
+    parser.parse_args(argv, namespace=probe)
+    return {k for k, v in vars(probe).items() if v is not unset}
+
+
 def train_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``img2img train``."""
-    ns = train_parser().parse_args(argv)
+    parser = train_parser()
+    ns = parser.parse_args(argv)
     cfg: TrainConfig = _to_config(TrainConfig, ns)  # type: ignore[assignment]
     _setup_logging(cfg.quiet)
     apply_max_image_pixels(ns)
     from img2img.runtime import keep_freed_memory
 
     keep_freed_memory()
+    from img2img.engine.interrupt import TrainingStopped
     from img2img.engine.trainer import RunExistsError, Trainer
 
+    trainer = None
     try:
-        trainer = Trainer(cfg, stop_after=ns.stop_after)
+        trainer = Trainer(cfg, stop_after=ns.stop_after, given=_given_flags(parser, argv, ns))
         out = trainer.run()
         trainer.finish()
-    except (RunExistsError, FileNotFoundError, ValueError) as exc:
+    except (*_usage_errors(), RunExistsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("interrupted: the last saved checkpoint can be continued with --resume",
-              file=sys.stderr)
-        return EXIT_FAILED
+    except TrainingStopped as exc:
+        if trainer is None or trainer.world.is_main:
+            print(exc, file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:  # before the loop (set-up); the loop saves and stops itself
+        print("interrupted before training started; nothing was saved", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - the loop saved first; one line, not a traceback
+        return report_unexpected(exc, ns.debug)
     if trainer.world.is_main:
         print(f"done: {trainer.step}/{trainer.total} steps; checkpoints in {out}")
     return EXIT_OK

@@ -33,6 +33,7 @@ class TrainConfig:
     crop_size: int | None = None
     no_flip: bool = False
     workers: int = 2
+    on_bad_image: str = "skip"  # an image failing after the start-up check: skip | stop
     # networks (None = the task's published default, filled in by Task.apply_defaults)
     generator: str | None = None
     discriminator: str | None = None

@@ -61,6 +61,7 @@ from img2img.errors import UsageError
 __all__ = [
     "DEFAULT_MAX_IMAGE_PIXELS",
     "IMAGE_EXTENSIONS",
+    "check_pixel_limit",
     "MAX_IMAGE_PIXELS_ENV",
     "READ_ONLY_EXTENSIONS",
     "ImageIOError",
@@ -539,12 +540,17 @@ def _read_bytes(path: PathLike) -> bytes:
 def _read_checked(path: PathLike) -> bytes:
     """The file's bytes, after its header passed the pixel limit (a file too large to decode
     is not read further than its header)."""
+    check_pixel_limit(path)
+    return _read_bytes(path)
+
+
+def check_pixel_limit(path: PathLike) -> None:
+    """Raise ImageTooLargeError when the header of ``path`` gives more pixels than
+    ``max_image_pixels()`` (ImageReadError when it cannot be opened); reads only the header."""
     with _reading(path), open(path, "rb") as f:
         head = f.read(16)
         if head:
             _check_size(os.fspath(path), _sniff(head), file_reader(f), f)
-            f.seek(0)
-        return f.read()
 
 
 def read_image(path: PathLike) -> np.ndarray:

@@ -10,11 +10,13 @@ Two sources:
 
 Random flips and 90-degree rotations follow; optional degradations of the LR input
 (``blur``, ``noise``, ``jpeg``) use albumentations. Items are a pure function of the
-global sample counter, as in the other datasets, so ``--resume`` is exact.
+global sample counter, as in the other datasets, so ``--resume`` is exact; an image that
+cannot be read when drawn is replaced by the next one (:mod:`img2img.data.fallback`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import albumentations as A
@@ -23,10 +25,13 @@ import torch
 from torch.utils.data import Dataset
 
 from img2img.data.convert import as_channels, to_tensor
-from img2img.data.io import read_image
+from img2img.data.fallback import first_usable
+from img2img.data.io import ImageReadError, read_image
 from img2img.data.paired import match_folders
 from img2img.data.resize import downscale
 from img2img.data.scan import list_images
+from img2img.data.training_check import InputGeometry, Problem, Size, fmt_size
+from img2img.errors import UsageError
 
 DEGRADATIONS = ("blur", "noise", "jpeg")
 
@@ -35,7 +40,7 @@ def build_degradation(names: list[str]) -> A.Compose | None:
     """Random LR degradations (each applied with probability 0.5), or None."""
     unknown = sorted(set(names) - set(DEGRADATIONS))
     if unknown:
-        raise ValueError(f"unknown degradation(s) {unknown}; choose from {DEGRADATIONS}")
+        raise UsageError(f"unknown degradation(s) {unknown}; choose from {DEGRADATIONS}")
     ops: list[A.BasicTransform] = []
     if "blur" in names:
         ops.append(A.GaussianBlur(blur_limit=(3, 5), sigma_limit=(0.2, 1.2), p=0.5))
@@ -60,13 +65,14 @@ def _augment(rng: np.random.Generator, *imgs: np.ndarray) -> list[np.ndarray]:
 
 
 class SRDataset(Dataset):
-    """Yields ``{"A": LR, "B": HR, "A_path", "B_path"}`` tensors in [-1, 1]."""
+    """Yields ``{"A": LR, "B": HR, "A_path", "B_path", "bad"}``, tensors in [-1, 1]; ``bad``
+    lists the files replaced because they could not be read."""
 
     def __init__(self, root: str | Path, scale: int = 4, crop_size: int = 96,
                  degrade: list[str] | None = None, augment: bool = True,
                  channels: int = 3, seed: int = 0) -> None:
         if crop_size % scale:
-            raise ValueError(f"--crop-size {crop_size} must be a multiple of --scale {scale}")
+            raise UsageError(f"--crop-size {crop_size} must be a multiple of --scale {scale}")
         root = Path(root)
         hr, lr = root / "HR", root / f"LR_x{scale}"
         self.pairs: list[tuple[Path, Path | None]]
@@ -79,7 +85,7 @@ class SRDataset(Dataset):
         else:
             raise FileNotFoundError(f"{root}: folder not found")
         if not self.pairs:
-            raise ValueError(f"{root}: no images found")
+            raise UsageError(f"{root}: no images found")
         self.scale, self.crop_size, self.channels, self.seed = scale, crop_size, channels, seed
         self.augment = augment
         self.degrade = build_degradation(degrade or [])
@@ -88,25 +94,52 @@ class SRDataset(Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
+    def image_files(self) -> list[Path]:
+        """Every file this dataset reads."""
+        return [p for pair in self.pairs for p in pair if p is not None]
+
+    def size_problems(self, sizes: Mapping[Path, Size], geometry: InputGeometry
+                      ) -> list[Problem]:
+        """Images smaller than the crop and LR files that are not 1/scale of their HR."""
+        out: list[Problem] = []
+        for hr_path, lr_path in self.pairs:
+            if hr_path not in sizes or (lr_path is not None and lr_path not in sizes):
+                continue
+            why = self._size_problem(hr_path, lr_path, sizes[hr_path],
+                                     sizes[lr_path] if lr_path else None)
+            if why:
+                out.append(why)
+        return out
+
+    def _size_problem(self, hr_path: Path, lr_path: Path | None, hr: Size,
+                      lr: Size | None) -> Problem | None:
+        s, c = self.scale, self.crop_size
+        if lr is None or lr_path is None:
+            if min(hr) < c:
+                return hr_path, f"{fmt_size(hr)} is smaller than the crop size {c}"
+            return None
+        if not (0 <= hr[0] - lr[0] * s < s and 0 <= hr[1] - lr[1] * s < s):
+            return lr_path, f"{fmt_size(lr)} is not 1/{s} of {hr_path} ({fmt_size(hr)})"
+        if min(lr) < c // s:
+            return lr_path, f"{fmt_size(lr)} is smaller than the LR crop {c // s}"
+        return None
+
     def _crops(self, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         hr_path, lr_path = self.pairs[k]
         s, c = self.scale, self.crop_size
         hr = as_channels(read_image(hr_path), self.channels)
-        if lr_path is None:
+        lr = None if lr_path is None else as_channels(read_image(lr_path), self.channels)
+        why = self._size_problem(hr_path, lr_path, hr.shape[:2],
+                                 None if lr is None else lr.shape[:2])
+        if why:
+            raise ImageReadError(*why)
+        if lr is None:
             h, w = hr.shape[:2]
-            if min(h, w) < c:
-                raise ValueError(f"{hr_path}: {w}x{h} is smaller than the crop size {c}")
             y, x = int(rng.integers(h - c + 1)), int(rng.integers(w - c + 1))
             hr_crop = hr[y : y + c, x : x + c]
             return downscale(hr_crop, s), hr_crop
-        lr = as_channels(read_image(lr_path), self.channels)
-        (lh, lw), (hh, hw) = lr.shape[:2], hr.shape[:2]
-        if not (0 <= hh - lh * s < s and 0 <= hw - lw * s < s):
-            raise ValueError(f"{lr_path} ({lw}x{lh}) is not 1/{s} of {hr_path} "
-                             f"({hr.shape[1]}x{hr.shape[0]})")
+        lh, lw = lr.shape[:2]
         cl = c // s
-        if min(lh, lw) < cl:
-            raise ValueError(f"{lr_path}: {lw}x{lh} is smaller than the LR crop {cl}")
         y, x = int(rng.integers(lh - cl + 1)), int(rng.integers(lw - cl + 1))
         return lr[y : y + cl, x : x + cl], hr[y * s : (y + cl) * s, x * s : (x + cl) * s]
 
@@ -115,9 +148,12 @@ class SRDataset(Dataset):
         if self._order is None or self._order[0] != epoch:
             self._order = (epoch, np.random.default_rng([self.seed, epoch, 0xE]).permutation(
                 len(self)))
-        idx = int(self._order[1][pos])
-        rng = np.random.default_rng([self.seed, int(k), 0xF])
-        lr, hr = self._crops(idx, rng)
+
+        def crops(i: int) -> tuple[int, np.random.Generator, np.ndarray, np.ndarray]:
+            rng = np.random.default_rng([self.seed, int(k), 0xF])
+            return (i, rng, *self._crops(i, rng))
+
+        (idx, rng, lr, hr), bad = first_usable(int(self._order[1][pos]), len(self), crops)
         if self.augment:
             lr, hr = _augment(rng, lr, hr)
         if self.degrade is not None and lr.dtype == np.uint8:
@@ -126,4 +162,4 @@ class SRDataset(Dataset):
             lr = lr[:, :, None] if lr.ndim == 2 else lr
         hr_path, lr_path = self.pairs[idx]
         return {"A": to_tensor(lr), "B": to_tensor(hr), "A_path": str(lr_path or hr_path),
-                "B_path": str(hr_path)}
+                "B_path": str(hr_path), "bad": "\n".join(bad)}

@@ -22,6 +22,8 @@ import albumentations as A
 import cv2
 import numpy as np
 
+from img2img.errors import UsageError
+
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "none")
 
 
@@ -48,11 +50,11 @@ def build_transform(
     flip, as paired data needs.
     """
     if preprocess not in PREPROCESS_MODES:
-        raise ValueError(
+        raise UsageError(
             f"unknown preprocess mode {preprocess!r}; choose one of {', '.join(PREPROCESS_MODES)}"
         )
     if crop_size > load_size and preprocess in ("resize_and_crop", "scale_width"):
-        raise ValueError(f"crop size {crop_size} is larger than load size {load_size}")
+        raise UsageError(f"crop size {crop_size} is larger than load size {load_size}")
     ops: list[A.BasicTransform] = []
     if preprocess == "resize_and_crop":
         ops.append(A.Resize(load_size, load_size, interpolation=cv2.INTER_CUBIC))
@@ -79,5 +81,5 @@ def _crop_to_multiple(img: np.ndarray, multiple: int) -> np.ndarray:
     h, w = img.shape[:2]
     h2, w2 = max(multiple, h - h % multiple), max(multiple, w - w % multiple)
     if h2 > h or w2 > w:
-        raise ValueError(f"image of {w}x{h} is smaller than the network's minimum {multiple}")
+        raise UsageError(f"image of {w}x{h} is smaller than the network's minimum {multiple}")
     return img[:h2, :w2]

@@ -4,12 +4,14 @@ This is the layout of the public CycleGAN datasets, so a downloaded one works as
 Indexing is by a global sample counter ``k`` (see :class:`CounterSampler`): epoch
 ``k // len`` shuffles A, and B is drawn at random for each A, all from RNGs seeded by
 ``(seed, k)``. A sample is therefore a pure function of ``k`` whatever the number of
-workers, and a resumed run sees exactly the data an uninterrupted one would have.
+workers, and a resumed run sees exactly the data an uninterrupted one would have. A file
+that cannot be read when drawn is replaced by the next one of its folder
+(:mod:`img2img.data.fallback`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +19,12 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from img2img.data.convert import as_channels, to_tensor
+from img2img.data.fallback import first_usable
 from img2img.data.io import read_image
 from img2img.data.scan import list_images
+from img2img.data.training_check import InputGeometry, Problem, Size, uniform_problems
 from img2img.data.transforms import build_transform
+from img2img.errors import UsageError
 
 
 def domain_folder(root: str | Path, name: str) -> list[Path]:
@@ -32,7 +37,7 @@ def domain_folder(root: str | Path, name: str) -> list[Path]:
         )
     files = list_images(folder)
     if not files:
-        raise ValueError(f"{folder}: no images found (looked for common image suffixes)")
+        raise UsageError(f"{folder}: no images found (looked for common image suffixes)")
     return files
 
 
@@ -71,7 +76,12 @@ def _rng(*key: int) -> np.random.Generator:
 
 
 class UnpairedDataset(Dataset):
-    """Yields ``{"A": tensor, "B": tensor, "A_path": str, "B_path": str}`` in [-1, 1]."""
+    """Yields ``{"A": tensor, "B": tensor, "A_path": str, "B_path": str, "bad": str}``, images
+    in [-1, 1]; ``bad`` lists the files replaced because they could not be read.
+
+    ``multiple``: with ``preprocess="none"`` images are cropped to multiples of it (the
+    generator's ``size_multiple``).
+    """
 
     def __init__(
         self,
@@ -84,19 +94,40 @@ class UnpairedDataset(Dataset):
         flip: bool = True,
         channels: int = 3,
         seed: int = 0,
+        multiple: int = 4,
     ) -> None:
         if direction not in ("AtoB", "BtoA"):
-            raise ValueError(f"direction must be AtoB or BtoA, not {direction!r}")
+            raise UsageError(f"direction must be AtoB or BtoA, not {direction!r}")
         a, b = ("A", "B") if direction == "AtoB" else ("B", "A")
+        self.folders = (f"{phase}{a}", f"{phase}{b}")
         self.files_a = domain_folder(root, phase + a)
         self.files_b = domain_folder(root, phase + b)
-        self.transform = build_transform(preprocess, load_size, crop_size, flip)
+        self.preprocess = preprocess
+        self.transform = build_transform(preprocess, load_size, crop_size, flip,
+                                         multiple=multiple)
         self.channels = channels
         self.seed = seed
         self._perm: tuple[int, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return max(len(self.files_a), len(self.files_b))
+
+    def image_files(self) -> list[Path]:
+        """Every file this dataset reads."""
+        return self.files_a + self.files_b
+
+    def size_problems(self, sizes: Mapping[Path, Size], geometry: InputGeometry
+                      ) -> list[Problem]:
+        """Images this dataset cannot use (only ``preprocess="none"`` constrains sizes)."""
+        if self.preprocess != "none":
+            return []
+        out: list[Problem] = []
+        for folder, files in zip(self.folders, (self.files_a, self.files_b), strict=True):
+            small = [(p, geometry.problem(sizes[p])) for p in files if p in sizes]
+            out += [(p, why) for p, why in small if why]
+            cropped = {p: geometry.cropped(sizes[p]) for p in files if p in sizes}
+            out += uniform_problems(files, cropped, folder, geometry.uniform)
+        return out
 
     def _order(self, epoch: int) -> np.ndarray:
         if self._perm is None or self._perm[0] != epoch:
@@ -110,13 +141,13 @@ class UnpairedDataset(Dataset):
     def __getitem__(self, k: int) -> dict[str, torch.Tensor | str]:
         n = len(self)
         epoch, pos = divmod(int(k), n)
-        path_a = self.files_a[int(self._order(epoch)[pos]) % len(self.files_a)]
+        index_a = int(self._order(epoch)[pos]) % len(self.files_a)
         rng = _rng(self.seed, k, 0xB)
-        path_b = self.files_b[int(rng.integers(len(self.files_b)))]
+        index_b = int(rng.integers(len(self.files_b)))
         seed_a, seed_b = (int(s) for s in rng.integers(0, 2**31 - 1, size=2))
-        return {
-            "A": self._load(path_a, seed_a),
-            "B": self._load(path_b, seed_b),
-            "A_path": str(path_a),
-            "B_path": str(path_b),
-        }
+        (a, path_a), bad_a = first_usable(index_a, len(self.files_a), lambda i: (
+            self._load(self.files_a[i], seed_a), self.files_a[i]))
+        (b, path_b), bad_b = first_usable(index_b, len(self.files_b), lambda i: (
+            self._load(self.files_b[i], seed_b), self.files_b[i]))
+        return {"A": a, "B": b, "A_path": str(path_a), "B_path": str(path_b),
+                "bad": "\n".join(bad_a + bad_b)}

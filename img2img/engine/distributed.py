@@ -17,6 +17,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from img2img.errors import UsageError
+
 
 @dataclass(frozen=True)
 class World:
@@ -105,6 +107,17 @@ def mean_over_ranks(world: World, values: dict[str, float]) -> dict[str, float]:
     return {k: float(v) / world.size for k, v in zip(keys, t.tolist(), strict=True)}
 
 
+def max_over_ranks(world: World, values: list[int]) -> list[int]:
+    """Element-wise maximum of a list of ints (same length on every rank) over the ranks."""
+    if not world.distributed:
+        return values
+    t = torch.tensor(values, dtype=torch.int64)
+    if dist.get_backend() == "nccl":
+        t = t.cuda()
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return [int(v) for v in t.tolist()]
+
+
 class GanDDP(DistributedDataParallel):
     """DDP that steps aside when no gradient can flow into its parameters.
 
@@ -125,7 +138,7 @@ def wrap(net: nn.Module, device: torch.device, sync_bn: bool = False) -> nn.Modu
     """``net`` wrapped for data-parallel training (rank 0's weights are broadcast)."""
     if sync_bn:
         if device.type != "cuda":
-            raise ValueError("--sync-bn needs CUDA devices (PyTorch's SyncBatchNorm has no CPU "
+            raise UsageError("--sync-bn needs CUDA devices (PyTorch's SyncBatchNorm has no CPU "
                              "implementation)")
         net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
     ids = [device.index] if device.type == "cuda" else None

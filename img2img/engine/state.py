@@ -9,6 +9,7 @@ converted to plain lists for that reason).
 from __future__ import annotations
 
 import io
+import json
 import random
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,13 @@ import numpy as np
 import torch
 
 from img2img.data.io import atomic_write_bytes
+from img2img.errors import UsageError
 
 RESUME_FILE = "resume.pt"
+
+CONFIG_FILE = "config.json"
+# Keys config.json adds to the configuration (facts about the run, not settings).
+_RUN_FACTS = ("version", "total_steps")
 
 
 def rng_state() -> dict[str, Any]:
@@ -60,4 +66,19 @@ def load_resume(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure means the same thing to the user
-        raise ValueError(f"{path}: cannot read resume file ({exc})") from exc
+        raise UsageError(f"{path}: cannot read resume file ({exc})") from exc
+
+
+def read_saved_config(out: Path) -> dict[str, Any]:
+    """The configuration in ``out/config.json`` (for resume files that lack their own)."""
+    path = Path(out) / CONFIG_FILE
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: not found; the run's configuration is needed to "
+                                f"resume it") from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path}: cannot read the run's configuration ({exc})") from exc
+    if not isinstance(cfg, dict):
+        raise UsageError(f"{path}: not a run configuration")
+    return {k: v for k, v in cfg.items() if k not in _RUN_FACTS}

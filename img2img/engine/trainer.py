@@ -1,9 +1,26 @@
-"""The shared training loop: schedule, progress, samples, logs, checkpoints, resume."""
+"""The shared training loop: schedule, progress, samples, logs, checkpoints, resume.
+
+Failures do not lose the run. Every training image's header is checked before the first
+step (:func:`img2img.data.training_check.check_images`); an image that still fails when drawn is
+replaced and counted (``bad_images`` in the loss log), or with ``--on-bad-image stop`` ends
+the run. SIGINT/SIGTERM end it after the current step (:mod:`img2img.engine.interrupt`).
+Both save the resume state first; so does any other exception in the loop, which is then
+re-raised.
+
+Under torchrun every rank checks for a stop signal or a stopping bad image at each step
+(one small all-reduce), so all ranks stop at the same step and save together. An exception
+on one rank cannot be handled together without risking a hang (the others may be inside a
+collective of the step): rank 0 then writes its own state alone (weights, optimisers and
+its random streams; a resumed run restarts the other ranks' streams from rank 0's), and
+another rank writes nothing (the last regular save stays); torchrun then stops the job.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +34,30 @@ from img2img import __version__
 from img2img.checkpoint import save_generator
 from img2img.config import TrainConfig
 from img2img.data.convert import from_tensor
+from img2img.data.fallback import bad_reports
 from img2img.data.io import atomic_write_bytes, write_image
+from img2img.data.training_check import check_images
 from img2img.data.unpaired import CounterSampler
 from img2img.engine import distributed
+from img2img.engine.interrupt import (
+    Aborted,
+    BadImageStop,
+    Interrupted,
+    TrainingStopped,
+    ignore_stop_signals,
+    stop_signals,
+)
 from img2img.engine.logs import LossLog
-from img2img.engine.state import RESUME_FILE, load_resume, rng_state, save_resume, set_rng_state
+from img2img.engine.resume_config import explicit_fields, restore_config
+from img2img.engine.state import (
+    RESUME_FILE,
+    load_resume,
+    read_saved_config,
+    rng_state,
+    save_resume,
+    set_rng_state,
+)
+from img2img.errors import UsageError
 from img2img.runtime import check_precision, resolve_device, seed_everything
 from img2img.tasks import task_class
 
@@ -44,7 +80,7 @@ def resolve_schedule(cfg: TrainConfig, dataset_len: int, world_size: int = 1
     epoch is one pass over the data by all ``world_size`` processes together.
     """
     if cfg.steps is not None and cfg.epochs is not None:
-        raise ValueError("give either --steps or --epochs, not both")
+        raise UsageError("give either --steps or --epochs, not both")
     if cfg.steps is not None:
         total = cfg.steps
         decay = cfg.decay_steps if cfg.decay_steps is not None else total // 2
@@ -55,9 +91,9 @@ def resolve_schedule(cfg: TrainConfig, dataset_len: int, world_size: int = 1
         total = (epochs + epochs_decay) * per_epoch
         decay = epochs_decay * per_epoch
     if total < 1:
-        raise ValueError(f"the run must have at least one step (got {total})")
+        raise UsageError(f"the run must have at least one step (got {total})")
     if not 0 <= decay <= total:
-        raise ValueError(f"decay steps ({decay}) must be between 0 and the total ({total})")
+        raise UsageError(f"decay steps ({decay}) must be between 0 and the total ({total})")
     return total, decay
 
 
@@ -74,18 +110,40 @@ def linear_decay(total: int, decay: int):  # noqa: ANN201 - returns a lr lambda
 
 
 class Trainer:
-    """Runs a task's train steps with checkpoints that resume bit-exactly on CPU."""
+    """Runs a task's train steps with checkpoints that resume bit-exactly on CPU.
 
-    def __init__(self, cfg: TrainConfig, stop_after: int | None = None) -> None:
-        self.cfg = cfg
+    ``given``: the settings the user chose explicitly (the command-line flags given); with
+    ``cfg.resume`` the run folder's configuration is restored and only these override it
+    (:func:`img2img.engine.resume_config.restore_config`). None: the fields of ``cfg`` that
+    differ from the defaults.
+    """
+
+    ON_BAD_IMAGE = ("skip", "stop")
+
+    def __init__(self, cfg: TrainConfig, stop_after: int | None = None,
+                 given: Collection[str] | None = None) -> None:
         self.stop_after = stop_after
         self.out = Path(cfg.out)
         self.world = distributed.world_from_env()
-        self.device = distributed.device_for(self.world, resolve_device(cfg.device))
+        chosen = set(explicit_fields(cfg) if given is None else given)
+        if self.world.distributed:
+            # the process group is joined before the run folder can be read (rank 0 reads
+            # it), so under torchrun the device is the command line's, never restored
+            chosen.add("device")
+            self.device = distributed.device_for(self.world, resolve_device(cfg.device))
+            distributed.init(self.world, self.device)
+        self._state: dict[str, Any] | None = None
+        if cfg.resume:
+            self._state = self._read_resume(self.out / RESUME_FILE)
+            cfg = restore_config(cfg, self._state["config"], chosen, self.out)
+        self.cfg = cfg
+        if cfg.on_bad_image not in self.ON_BAD_IMAGE:
+            raise UsageError(f"--on-bad-image must be skip or stop, not {cfg.on_bad_image!r}")
+        if not self.world.distributed:
+            self.device = resolve_device(cfg.device)
         check_precision(cfg.precision, self.device)
         if cfg.sync_bn and not self.world.distributed:
             log.info("--sync-bn has no effect in a single process")
-        distributed.init(self.world, self.device)
         seed_everything(cfg.seed)  # same seed everywhere: every rank starts from rank 0's weights
         cls = task_class(cfg.task)
         cls.apply_defaults(cfg)
@@ -97,12 +155,46 @@ class Trainer:
         if cfg.compile:
             self.task.compile_networks()
         self.dataset = self.task.build_dataset()
+        self._check_images()
         self.total, self.decay = resolve_schedule(cfg, len(self.dataset), self.world.size)
         self.schedulers = {k: LambdaLR(opt, linear_decay(self.total, self.decay))
                            for k, opt in self.task.optimizers.items()}
         self.step = 0
+        self.bad_images = 0  # images replaced because they failed when drawn (this rank)
+        self._warned: set[str] = set()
+
+    def _check_images(self) -> None:
+        """Every training file's header and size, before anything is written (rank 0
+        checks, every rank gets the verdict)."""
+        verdict: str | None = None
+        if self.world.is_main:
+            t0 = time.perf_counter()
+            try:
+                n = check_images(self.dataset, self.task.input_geometry())
+                log.info("checked %d training images in %.2f s", n, time.perf_counter() - t0)
+            except UsageError as exc:
+                verdict = str(exc)
+        verdict = distributed.broadcast(self.world, verdict)
+        if verdict is not None:
+            raise UsageError(verdict)
 
     # --- checkpoints --------------------------------------------------------------------
+    def _read_resume(self, path: Path) -> dict[str, Any]:
+        """Rank 0 reads the resume file (and the configuration, falling back to
+        ``config.json``) and sends it to the others (no shared filesystem needed)."""
+        state: Any = None
+        if self.world.is_main:
+            try:
+                state = load_resume(path)
+                if not isinstance(state.get("config"), dict):
+                    state["config"] = read_saved_config(path.parent)
+            except (FileNotFoundError, ValueError) as exc:
+                state = exc
+        state = distributed.broadcast(self.world, state)
+        if isinstance(state, Exception):
+            raise state
+        return state
+
     def _prepare_out(self) -> None:
         resume_path = self.out / RESUME_FILE
         # rank 0 looks at the folder; every rank gets the same verdict
@@ -122,27 +214,21 @@ class Trainer:
         atomic_write_bytes(self.out / "config.json", json.dumps(cfg, indent=2).encode())
 
     def _load(self, path: Path) -> None:
-        # Rank 0 reads the file and sends it to the others (no shared filesystem needed).
-        state: Any = None
-        if self.world.is_main:
-            try:
-                state = load_resume(path)
-            except (FileNotFoundError, ValueError) as exc:
-                state = exc
-        state = distributed.broadcast(self.world, state)
-        if isinstance(state, Exception):
-            raise state
+        state = self._state if self._state is not None else self._read_resume(path)
+        self._state = None
         if state.get("task") != self.cfg.task:
-            raise ValueError(f"{path}: resume file is for task {state.get('task')!r}, "
+            raise UsageError(f"{path}: resume file is for task {state.get('task')!r}, "
                              f"not {self.cfg.task!r}")
         self.task.load_state_dict(state["task_state"])
         for k, sched in self.schedulers.items():
             sched.load_state_dict(state["schedulers"][k])
         ranks = state.get("ranks") or []
+        self.bad_images = int(state.get("bad_images", 0)) if self.world.is_main else 0
         if self.world.distributed and len(ranks) == self.world.size:
             # each rank continues its own random streams and image pools
             set_rng_state(ranks[self.world.rank]["rng"])
             self.task.load_extra_state(ranks[self.world.rank]["extra"])
+            self.bad_images = int(ranks[self.world.rank].get("bad_images", self.bad_images))
         else:
             if self.world.distributed or len(ranks) > 1:
                 log.warning("%s was written by %d process(es), this run has %d: random "
@@ -152,20 +238,23 @@ class Trainer:
         self.step = int(state["step"])
         log.info("resumed %s at step %d", path, self.step)
 
-    def save(self) -> None:
+    def save(self, together: bool = True) -> None:
         """Write the inference generators and the resume file (each atomically); under
         torchrun every rank takes part (its random state and image pools are gathered) and
-        rank 0 writes."""
+        rank 0 writes. ``together=False`` (after an error on this rank): no collective;
+        rank 0 writes its own state alone, the other ranks write nothing."""
         ranks = None
-        if self.world.distributed:
+        if self.world.distributed and together:
             ranks = distributed.gather(self.world, {
                 "rng": rng_state(), "extra": self.task.extra_state(),
-                "weight_sums": self._weight_sums()})
+                "weight_sums": self._weight_sums(), "bad_images": self.bad_images})
             if not self.world.is_main:
                 return
             if any(r["weight_sums"] != ranks[0]["weight_sums"] for r in ranks):
                 log.warning("the processes' weights differ (per-rank sums in %s): "
                             "gradients were not synchronised", RESUME_FILE)
+        elif not self.world.is_main:
+            return
         for name, (net, meta) in self.task.exports().items():
             save_generator(self.out / name, distributed.unwrap(net), meta)
         save_resume(self.out / RESUME_FILE, {
@@ -177,6 +266,7 @@ class Trainer:
             "rng": rng_state(),
             "ranks": ranks or [],
             "world_size": self.world.size,
+            "bad_images": self.bad_images,
             "config": self.cfg.to_dict(),
         })
 
@@ -207,33 +297,86 @@ class Trainer:
             pin_memory=self.device.type == "cuda",
             persistent_workers=cfg.workers > 0,
             generator=torch.Generator().manual_seed(cfg.seed),
+            worker_init_fn=ignore_stop_signals if cfg.workers > 0 else None,
         )
 
+    def _note_bad_images(self, batch: dict[str, Any]) -> bool:
+        """Count and warn about (once per file) the images the batch's samples replaced;
+        True if the run should stop for them (``--on-bad-image stop``)."""
+        reports = bad_reports(batch.get("bad"))
+        self.bad_images += len(reports)
+        for report in reports:
+            if report not in self._warned:
+                self._warned.add(report)
+                log.warning("unreadable training image, replaced by the next one: %s "
+                            "(%d replaced so far)", report, self.bad_images)
+        return bool(reports) and self.cfg.on_bad_image == "stop"
+
     def run(self) -> Path:
-        """Train until the schedule (or ``stop_after`` steps of this run) is done."""
-        self._prepare_out()
-        cfg = self.cfg
-        main = self.world.is_main
-        logs = LossLog(self.out, cfg.log_format, cfg.tensorboard) if main else None
-        end = self.total if self.stop_after is None else min(self.total,
-                                                              self.step + self.stop_after)
-        bar = tqdm(total=self.total, initial=self.step, disable=cfg.quiet or not main, unit="step",
-                   dynamic_ncols=True)
-        self.task.train()
+        """Train until the schedule (or ``stop_after`` steps of this run) is done.
+
+        Raises :class:`Interrupted` after a stop signal and :class:`BadImageStop` for an
+        unreadable image with ``--on-bad-image stop``, both after saving; any other
+        exception in the loop is re-raised after saving the last completed step.
+        """
+        with stop_signals() as stop:
+            self._prepare_out()
+            cfg = self.cfg
+            main = self.world.is_main
+            logs = LossLog(self.out, cfg.log_format, cfg.tensorboard,
+                           start_step=self.step) if main else None
+            end = self.total if self.stop_after is None else min(self.total,
+                                                                  self.step + self.stop_after)
+            bar = tqdm(total=self.total, initial=self.step, disable=cfg.quiet or not main,
+                       unit="step", dynamic_ncols=True)
+            self.task.train()
+            try:
+                self._loop(end, logs, bar, stop)
+            finally:
+                bar.close()
+                if logs is not None:
+                    logs.close()
+        return self.out
+
+    def _loop(self, end: int, logs: LossLog | None, bar: tqdm, stop: Any) -> None:
+        cfg, main = self.cfg, self.world.is_main
+        phase = "data"  # what the loop is doing: reading a batch, in a step, after a step
+        bad_stop = ""
         try:
             batches = iter(self._loader()) if self.step < end else iter(())
             for batch in batches:
+                if self._note_bad_images(batch) and not bad_stop:
+                    bad_stop = bad_reports(batch["bad"])[0]
+                signum, stop_for_bad = distributed.max_over_ranks(
+                    self.world, [stop.signum, int(bool(bad_stop))])
+                if signum:  # before this batch's step: the last one is complete
+                    if main:
+                        log.warning("%s: stopping at step %d", stop.name or f"signal {signum}",
+                                    self.step)
+                    self.save()
+                    raise Interrupted(signum, self.step)
+                if stop_for_bad:
+                    self.save()
+                    where = bad_stop or "an image on another process"
+                    raise BadImageStop(f"{where}; stopped at step {self.step} "
+                                       f"(--on-bad-image stop): saved; fix or remove the "
+                                       f"file and continue with --resume")
+                phase = "step"
                 losses = self.task.train_step(batch)
                 lr = self.task.optimizers[next(iter(self.task.optimizers))].param_groups[0]["lr"]
                 for sched in self.schedulers.values():
                     sched.step()
                 self.step += 1
+                phase = "after"
                 if self.step % cfg.log_every == 0 or self.step == end:
-                    losses = distributed.mean_over_ranks(self.world, losses)
+                    losses = distributed.mean_over_ranks(
+                        self.world, {**losses, "bad_images": float(self.bad_images)})
+                    bad = round(losses.pop("bad_images") * self.world.size)
                     skipped = self.task.skipped_steps
                     if logs is not None:
                         logs.write(self.step, {"lr": lr, **losses, **(
-                            {"skipped_steps": skipped} if skipped else {})})
+                            {"skipped_steps": skipped} if skipped else {}), **(
+                            {"bad_images": bad} if bad else {})})
                 bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
                 bar.update(1)
                 if main and cfg.sample_every and self.step % cfg.sample_every == 0:
@@ -244,22 +387,42 @@ class Trainer:
                     if main and not (cfg.sample_every and self.step % cfg.sample_every == 0):
                         self._write_samples(batch)
                     break
+                phase = "data"
             self.save()
-        finally:
-            bar.close()
-            if logs is not None:
-                logs.close()
-        return self.out
+        except (TrainingStopped, Aborted):
+            raise
+        except BaseException:
+            self._save_after_error(phase)
+            raise
 
+    def _save_after_error(self, phase: str) -> None:
+        """Save what the loop has after an exception (see the module docstring)."""
+        if self.world.distributed and not self.world.is_main:
+            log.error("rank %d failed at step %d; rank 0's last save is kept",
+                      self.world.rank, self.step + 1)
+            return
+        try:
+            self.save(together=False)
+        except Exception as exc:  # noqa: BLE001 - the original error matters more
+            log.error("could not save the state after the error: %s", exc)
+            return
+        path = self.out / RESUME_FILE
+        if phase == "step":
+            log.error("step %d failed part-way: %s holds the networks as it left them "
+                      "(continue with --resume; the failed step is redone)", self.step + 1, path)
+        else:
+            log.error("training stopped by an error after step %d: saved in %s; continue "
+                      "with --resume once the cause is fixed", self.step, path)
 
     def finish(self) -> None:
         """Leave the torchrun process group (every rank waits for rank 0's last writes)."""
         distributed.shutdown(self.world)
 
 
-def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
+def train(cfg: TrainConfig, stop_after: int | None = None,
+          given: Collection[str] | None = None) -> Path:
     """Train with ``cfg``; returns the output folder. See :class:`Trainer`."""
-    trainer = Trainer(cfg, stop_after)
+    trainer = Trainer(cfg, stop_after, given)
     out = trainer.run()
     trainer.finish()
     return out

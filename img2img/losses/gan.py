@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from img2img.errors import UsageError
+
 GAN_MODES = ("vanilla", "lsgan", "hinge", "wgangp")
 
 
@@ -27,7 +29,7 @@ class GANLoss(nn.Module):
     def __init__(self, mode: str = "lsgan") -> None:
         super().__init__()
         if mode not in GAN_MODES:
-            raise ValueError(f"unknown GAN mode {mode!r}; expected one of {', '.join(GAN_MODES)}")
+            raise UsageError(f"unknown GAN mode {mode!r}; expected one of {', '.join(GAN_MODES)}")
         self.mode = mode
 
     def _single(self, pred: Tensor, target_is_real: bool, for_discriminator: bool) -> Tensor:

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from img2img.errors import UsageError
+
 VGG19_FILE = "vgg19-dcbb9e9d.pth"
 VGG19_URL = f"https://download.pytorch.org/models/{VGG19_FILE}"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -73,7 +75,7 @@ class VGGFeatures(nn.Module):
         index = vgg19_layer_index()
         unknown = [name for name in layers if name not in index]
         if unknown:
-            raise ValueError(f"unknown VGG19 layer(s) {unknown}; e.g. relu2_2, relu5_4, conv5_4")
+            raise UsageError(f"unknown VGG19 layer(s) {unknown}; e.g. relu2_2, relu5_4, conv5_4")
         net = vgg19(weights=None)
         if pretrained:
             net.load_state_dict(load_vgg19_state(weights))

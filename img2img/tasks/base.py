@@ -12,6 +12,8 @@ from torch.utils.data import Dataset
 
 from img2img.checkpoint import GeneratorMeta, meta_for
 from img2img.config import TrainConfig
+from img2img.data.training_check import InputGeometry
+from img2img.errors import UsageError
 from img2img.nn import build_discriminator, build_generator, init_weights
 from img2img.runtime import autocast
 
@@ -76,10 +78,20 @@ class Task:
         """Inference generators to write, keyed by file name."""
         raise NotImplementedError
 
+    def input_geometry(self) -> InputGeometry:
+        """What the generators need from an unresized training image (start-up check and
+        ``--preprocess none`` cropping): their size multiple and minimum size, and whether
+        one batch needs images of one size."""
+        nets = [self.nets[k] for k in self._arch]
+        multiple = max([int(getattr(n, "size_multiple", 1)) for n in nets] or [1])
+        min_size = max([int(getattr(n, "min_size", 1)) for n in nets] or [1])
+        b = self.cfg.batch_size
+        return InputGeometry(multiple, min_size, f"--batch-size {b}" if b > 1 else "")
+
     # --- shared helpers -----------------------------------------------------------------
     def make_generator(self, key: str, arch: str, **kwargs: Any) -> nn.Module:
         """Build, initialise and register generator ``key``; remembers how it was built."""
-        net = build_generator(arch, **kwargs)
+        net = _built(build_generator, "--generator", arch, kwargs)
         init_weights(net, self.cfg.init, self.cfg.init_gain)
         self._arch[key] = (arch, kwargs)
         self.nets[key] = net.to(self.device)
@@ -87,7 +99,7 @@ class Task:
 
     def make_discriminator(self, key: str, arch: str, **kwargs: Any) -> nn.Module:
         """Build, initialise and register discriminator ``key``."""
-        net = build_discriminator(arch, **kwargs)
+        net = _built(build_discriminator, "--discriminator", arch, kwargs)
         init_weights(net, self.cfg.init, self.cfg.init_gain)
         self.nets[key] = net.to(self.device)
         return self.nets[key]
@@ -218,3 +230,14 @@ class Task:
         for k, sd in state.get("scalers", {}).items():
             self._scalers.setdefault(k, torch.amp.GradScaler(self.device.type)).load_state_dict(sd)
         self.load_extra_state(state.get("extra", {}))
+
+
+def _built(build: Any, flag: str, arch: str, kwargs: dict[str, Any]) -> nn.Module:
+    """``build(arch, **kwargs)``; an argument the architecture refuses comes from a flag, so it
+    is a usage error naming the architecture."""
+    try:
+        return build(arch, **kwargs)
+    except UsageError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"{flag} {arch}: {exc}") from None

@@ -11,6 +11,7 @@ folders (the network that maps folder B to folder A is written as ``G_B2A``).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -19,6 +20,7 @@ from torch.utils.data import Dataset
 
 from img2img.checkpoint import GeneratorMeta
 from img2img.config import TrainConfig
+from img2img.data.training_check import InputGeometry
 from img2img.data.unpaired import UnpairedDataset
 from img2img.losses import GANLoss, cycle_loss, discriminator_loss, identity_loss
 from img2img.tasks.base import IMAGE_TRANSLATION_DEFAULTS, Task
@@ -50,7 +52,15 @@ class CycleGANTask(Task):
     def build_dataset(self) -> Dataset:
         c = self.cfg
         return UnpairedDataset(c.data, "train", c.direction, c.preprocess, c.load_size,
-                               c.crop_size, flip=not c.no_flip, seed=c.seed)
+                               c.crop_size, flip=not c.no_flip, seed=c.seed,
+                               multiple=self.input_geometry().multiple)
+
+    def input_geometry(self) -> InputGeometry:
+        geometry = super().input_geometry()
+        if not geometry.uniform and self.cfg.pool_size > 0:  # the pool batches past fakes
+            geometry = replace(geometry, uniform=f"the image pool (--pool-size "
+                                                 f"{self.cfg.pool_size})")
+        return geometry
 
     def _generator_losses(self, real_a: torch.Tensor, real_b: torch.Tensor
                           ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -47,7 +47,8 @@ class Pix2PixTask(Task):
     def build_dataset(self) -> Dataset:
         c = self.cfg
         return PairedDataset(c.data, "train", c.direction, c.preprocess, c.load_size,
-                             c.crop_size, flip=not c.no_flip, seed=c.seed)
+                             c.crop_size, flip=not c.no_flip, seed=c.seed,
+                             multiple=self.input_geometry().multiple)
 
     def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
         real_a, real_b = self.to_device(batch, "A", "B")

@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 from img2img.checkpoint import GeneratorMeta, load_generator
 from img2img.config import TrainConfig
 from img2img.data.sr import SRDataset
+from img2img.errors import UsageError
 from img2img.losses import GANLoss
 from img2img.tasks.base import Task
 
@@ -39,7 +40,7 @@ class SRGANTask(Task):
     def __init__(self, cfg: TrainConfig, device: torch.device) -> None:
         super().__init__(cfg, device)
         if cfg.phase not in ("psnr", "gan"):
-            raise ValueError(f"--phase must be psnr or gan, not {cfg.phase!r}")
+            raise UsageError(f"--phase must be psnr or gan, not {cfg.phase!r}")
         self.g = self.make_generator("G", cfg.generator, scale=cfg.scale, channels=cfg.ngf,
                                      n_blocks=cfg.n_blocks, norm=cfg.norm,
                                      residual=cfg.sr_residual)
@@ -64,12 +65,12 @@ class SRGANTask(Task):
     def _init_from(self, path: str) -> None:
         model, meta = load_generator(path)
         if meta.arch != self.cfg.generator or meta.scale != self.cfg.scale:
-            raise ValueError(f"{path}: is a {meta.arch} x{meta.scale} generator; this run "
+            raise UsageError(f"{path}: is a {meta.arch} x{meta.scale} generator; this run "
                              f"trains {self.cfg.generator} x{self.cfg.scale}")
         try:
             self.g.load_state_dict(model.state_dict())
         except RuntimeError as exc:
-            raise ValueError(f"{path}: weights do not fit this generator ({exc})") from exc
+            raise UsageError(f"{path}: weights do not fit this generator ({exc})") from exc
 
     def build_dataset(self) -> Dataset:
         c = self.cfg

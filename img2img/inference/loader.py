@@ -4,7 +4,9 @@ The toolkit's own ``.safetensors`` (``img2img.checkpoint``) loads as it is; anyt
 a reference CycleGAN/pix2pix ``.pth``, ESRGAN / Real-ESRGAN / BasicSR weights, a foreign
 ``.safetensors`` -- is read safely, recognised from its tensors (``img2img.foreign``) and
 converted in memory to one of the toolkit's generators, with metadata saying where it came
-from (file name and SHA-256), its value range and its scale.
+from (file name and SHA-256), its value range and its scale. Architectures beyond the native
+families (SwinIR, HAT, SPAN, ...) are built by spandrel (``img2img.foreign.zoo``), also when
+their toolkit checkpoint (arch ``"spandrel"``) is loaded again.
 """
 
 from __future__ import annotations
@@ -17,9 +19,17 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 
-from img2img.checkpoint import FORMAT_NAME, CheckpointError, GeneratorMeta, load_generator, meta_for
+from img2img.checkpoint import (
+    FORMAT_NAME,
+    CheckpointError,
+    GeneratorMeta,
+    load_generator,
+    meta_for,
+    read_meta,
+    save_generator,
+)
 from img2img.errors import UsageError
-from img2img.foreign import import_file
+from img2img.foreign import import_file, zoo
 from img2img.foreign.family import Imported
 from img2img.nn import build_generator
 
@@ -46,8 +56,11 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 def build_imported(imp: Imported, source: Path) -> tuple[torch.nn.Module, GeneratorMeta]:
     """The toolkit network for a recognised foreign state dict, and its full metadata."""
-    model = build_generator(imp.arch, **imp.kwargs)
-    model.load_state_dict(imp.state_dict, strict=True)
+    if imp.module is not None:  # built by the recogniser (spandrel), weights loaded
+        model = imp.module
+    else:
+        model = build_generator(imp.arch, **imp.kwargs)
+        model.load_state_dict(imp.state_dict, strict=True)
     extra = {"source": source.name, "source_sha256": file_sha256(source), "family": imp.family,
              **imp.notes}
     meta = meta_for(model, imp.arch, imp.kwargs, imp.task, **extra)
@@ -71,6 +84,9 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu",
         if key is not None:
             raise UsageError(f"--key {key}: {p} is an img2img checkpoint; --key only picks "
                              f"an entry of a foreign checkpoint")
+        meta = read_meta(p)
+        if meta.arch == zoo.SPANDREL_ARCH:
+            return zoo.load_saved(p, meta).to(device).eval(), meta
         return load_generator(p, device)
     try:
         imported = import_file(p, key)
@@ -95,8 +111,6 @@ def import_checkpoint(src: str | os.PathLike, out: str | os.PathLike, task: str 
     The written file is read back and must give the same output as the converted network on
     a random input before the command succeeds (the written file replaces ``out`` atomically).
     """
-    from img2img.checkpoint import save_generator
-
     src_p, out_p = Path(src), Path(out)
     if task is not None and task not in TASKS:
         raise UsageError(f"--task {task}: choose one of {', '.join(TASKS)}")
@@ -109,11 +123,15 @@ def import_checkpoint(src: str | os.PathLike, out: str | os.PathLike, task: str 
     model, meta = load_model(src_p, "cpu", key)
     meta.task = task or meta.task
     meta.direction = direction
-    save_generator(out_p, model, meta)
-    again, _ = load_generator(out_p)
+    if isinstance(model, zoo.SpandrelGenerator):
+        zoo.save_spandrel(out_p, model, meta)
+    else:
+        save_generator(out_p, model, meta)
+    again, _ = load_model(out_p)
     side = _probe_size(model)
+    lo, hi = meta.value_range
     x = torch.rand(1, meta.in_channels, side, side,
-                   generator=torch.Generator().manual_seed(0)) * 2 - 1
+                   generator=torch.Generator().manual_seed(0)) * (hi - lo) + lo
     with torch.inference_mode():
         diff = (again(x) - model(x)).abs().max().item()
     if diff > 1e-6:

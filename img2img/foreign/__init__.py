@@ -1,5 +1,9 @@
 """Published checkpoints of other projects, recognised from their tensors and converted.
 
+The native families (:mod:`.reference`, :mod:`.basicsr`) are tried first; the long tail of
+SR / restoration architectures goes through spandrel (:mod:`.zoo`, ``pip install
+'img2img[zoo]'``).
+
 ``import_file("horse2zebra.pth")`` loads a file safely (:mod:`.load`), tries every known
 family's recogniser on its tensors and returns an :class:`Imported`: the toolkit
 architecture, its arguments and the converted state dict, which
@@ -10,11 +14,15 @@ accepts. No flag describes the network; everything is read from tensor names and
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 
+from . import zoo
 from .family import Imported, Recogniser, StateDict
 from .load import ForeignCheckpointError, clean_state_dict, load_foreign
 from .reference import RESNET_FAMILY, UNET_FAMILY, recognise_resnet, recognise_unet
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "ForeignCheckpointError",
@@ -54,23 +62,46 @@ def describe(state: StateDict, n: int = 8) -> str:
 def recognise(state: StateDict) -> Imported:
     """Convert ``state`` with the first family whose recogniser accepts it.
 
-    Raises :class:`ForeignCheckpointError` listing the families tried and what the tensors
-    look like when none does (or the recogniser's own error when the layout is one family's
-    but a variant the toolkit cannot run).
+    The native families come first; when none claims the tensors, spandrel's registry is
+    tried (:mod:`.zoo`, the ``zoo`` extra). Raises :class:`ForeignCheckpointError` listing
+    the families tried and what the tensors look like when nothing matches (naming the extra
+    to install when spandrel is absent), or the recogniser's own error when the layout is one
+    family's but a variant the toolkit cannot run, and spandrel cannot run it either.
     """
     state, _ = clean_state_dict(state)
     tried = families()
+    native_error: Exception | None = None
     for name, recogniser in tried:
         try:
             imported = recogniser(state)
-        except ValueError as exc:  # the family's layout, in a variant that cannot be converted
-            raise ForeignCheckpointError(f"{name}: {exc}") from None
+        except (ForeignCheckpointError, ValueError) as exc:
+            # one family's layout, a variant it cannot run: ask spandrel
+            native_error = ForeignCheckpointError(f"{name}: {exc}")
+            break
         if imported is not None:
             return imported
-    names = "; ".join(name for name, _ in tried)
+    try:
+        imported = zoo.recognise_spandrel(state)
+    except ForeignCheckpointError:
+        if native_error is not None:
+            raise native_error from None
+        raise
+    if imported is not None:
+        if native_error is not None:
+            log.info("%s; running it through spandrel as %s", native_error, imported.family)
+        return imported
+    if native_error is not None:
+        raise native_error
+    names = [name for name, _ in tried]
+    spandrel = zoo.spandrel_or_none()
+    hint = ""
+    if spandrel is None:
+        hint = f"; {zoo.missing_hint()}"
+    else:
+        names.append(zoo.tried_name(spandrel))
     raise ForeignCheckpointError(
-        f"no known generator architecture matches these weights (tried: {names}); they are "
-        f"{describe(state)}")
+        f"no known generator architecture matches these weights (tried: {'; '.join(names)}); "
+        f"they are {describe(state)}{hint}")
 
 
 def import_file(path: str | os.PathLike, key: str | None = None) -> Imported:

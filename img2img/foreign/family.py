@@ -19,7 +19,8 @@ StateDict = dict[str, torch.Tensor]
 
 @dataclass
 class Imported:
-    """A foreign generator converted to one of the toolkit's registered architectures."""
+    """A foreign generator converted to one of the toolkit's registered architectures (or, for
+    the spandrel models, built by spandrel: ``module``)."""
 
     family: str  # what was recognised, for the log line, e.g. "ESRGAN RRDBNet (BasicSR keys)"
     arch: str  # name in img2img.nn's generator registry
@@ -30,6 +31,9 @@ class Imported:
     value_range: tuple[float, float] = (-1.0, 1.0)
     channel_order: str = "RGB"
     notes: dict[str, Any] = field(default_factory=dict)
+    # A network the recogniser had to build to recognise it (spandrel's): used as it is
+    # instead of build_generator(arch, **kwargs), with its weights already loaded.
+    module: torch.nn.Module | None = None
 
 
 Recogniser = Callable[[StateDict], "Imported | None"]

@@ -4,7 +4,9 @@ The toolkit's own ``.safetensors`` (``img2img.checkpoint``) loads as it is; anyt
 a reference CycleGAN/pix2pix ``.pth``, ESRGAN / Real-ESRGAN / BasicSR weights, a foreign
 ``.safetensors`` -- is read safely, recognised from its tensors (``img2img.foreign``) and
 converted in memory to one of the toolkit's generators, with metadata saying where it came
-from (file name and SHA-256), its value range and its scale.
+from (file name and SHA-256), its value range and its scale. Architectures beyond the native
+families (SwinIR, HAT, SPAN, ...) are built by spandrel (``img2img.foreign.zoo``), also when
+their toolkit checkpoint (arch ``"spandrel"``) is loaded again.
 """
 
 from __future__ import annotations
@@ -18,9 +20,17 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 
-from img2img.checkpoint import FORMAT_NAME, CheckpointError, GeneratorMeta, load_generator, meta_for
+from img2img.checkpoint import (
+    FORMAT_NAME,
+    CheckpointError,
+    GeneratorMeta,
+    load_generator,
+    meta_for,
+    read_meta,
+    save_generator,
+)
 from img2img.errors import UsageError
-from img2img.foreign import ForeignCheckpointError, import_file_with_original
+from img2img.foreign import ForeignCheckpointError, import_file_with_original, zoo
 from img2img.foreign.family import Imported, StateDict
 from img2img.foreign.verify import reference_forward
 from img2img.nn import build_generator
@@ -49,8 +59,11 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 def build_imported(imp: Imported, source: Path) -> tuple[torch.nn.Module, GeneratorMeta]:
     """The toolkit network for a recognised foreign state dict, and its full metadata."""
-    model = build_generator(imp.arch, **imp.kwargs)
-    model.load_state_dict(imp.state_dict, strict=True)
+    if imp.module is not None:  # built by the recogniser (spandrel), weights loaded
+        model = imp.module
+    else:
+        model = build_generator(imp.arch, **imp.kwargs)
+        model.load_state_dict(imp.state_dict, strict=True)
     extra = {"source": source.name, "source_sha256": file_sha256(source), "family": imp.family,
              **imp.notes}
     meta = meta_for(model, imp.arch, imp.kwargs, imp.task, **extra)
@@ -74,6 +87,9 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu",
         if key is not None:
             raise UsageError(f"--key {key}: {p} is an img2img checkpoint; --key only picks "
                              f"an entry of a foreign checkpoint")
+        meta = read_meta(p)
+        if meta.arch == zoo.SPANDREL_ARCH:
+            return zoo.load_saved(p, meta).to(device).eval(), meta
         return load_generator(p, device)
     imported, _ = _import_foreign(p, key)
     model, meta = build_imported(imported, p)
@@ -112,8 +128,6 @@ def import_checkpoint(src: str | os.PathLike, out: str | os.PathLike, task: str 
     The written file is then read back and must give the same output as the converted
     network (the written file replaces ``out`` atomically).
     """
-    from img2img.checkpoint import save_generator
-
     src_p, out_p = Path(src), Path(out)
     if task is not None and task not in TASKS:
         raise UsageError(f"--task {task}: choose one of {', '.join(TASKS)}")
@@ -136,8 +150,11 @@ def import_checkpoint(src: str | os.PathLike, out: str | os.PathLike, task: str 
     x = lo + (hi - lo) * torch.rand(1, meta.in_channels, side, side,
                                     generator=torch.Generator().manual_seed(0))
     meta.extra["parity_max_diff"] = check_parity(src_p, imported, original, model, x)
-    save_generator(out_p, model, meta)
-    again, _ = load_generator(out_p)
+    if isinstance(model, zoo.SpandrelGenerator):
+        zoo.save_spandrel(out_p, model, meta)
+    else:
+        save_generator(out_p, model, meta)
+    again, _ = load_model(out_p)
     with torch.inference_mode():
         diff = (again(x) - model(x)).abs().max().item()
     if diff > 1e-6:

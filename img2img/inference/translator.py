@@ -16,6 +16,7 @@ from torch import nn
 
 from img2img.checkpoint import GeneratorMeta
 from img2img.data.convert import as_channels, from_tensor, to_tensor
+from img2img.errors import UsageError
 from img2img.inference.loader import load_model
 from img2img.nn.norm import use_per_image_statistics
 from img2img.runtime import autocast, check_precision, release_on_new_shape, resolve_device
@@ -46,6 +47,10 @@ class Translator:
     def __init__(self, model: nn.Module, meta: GeneratorMeta, device: torch.device,
                  precision: str = "fp32", dropout_at_test: bool = False,
                  compile: bool = False, per_image_norm: bool = False) -> None:
+        if precision == "fp16" and not getattr(model, "supports_fp16", True):
+            name = getattr(model, "architecture", type(model).__name__)
+            raise UsageError(f"--precision fp16: {name} is known to give wrong results in "
+                             "fp16; use fp32 (or bf16)")
         check_precision(precision, device)
         self.model = model.to(device).eval()
         if per_image_norm:  # batch norm with each image's own statistics (pix2pix at test)

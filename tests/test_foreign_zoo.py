@@ -168,7 +168,7 @@ def test_native_families_come_first_and_spandrel_takes_what_they_cannot_run() ->
     # a variant neither runs keeps the native recogniser's explanation
     shuffle = ESRGAN(in_nc=3, out_nc=3, num_filters=8, num_blocks=1, scale=2,
                      upsampler="pixel_shuffle").state_dict()
-    with pytest.raises(ValueError, match="pixel-shuffle variant is not supported"):
+    with pytest.raises(ForeignCheckpointError, match="pixel-shuffle variant is not supported"):
         recognise(shuffle)
     with pytest.raises(ForeignCheckpointError,
                        match=rf"reference U-Net.*architectures of spandrel {spandrel.__version__}"):

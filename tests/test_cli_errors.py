@@ -169,3 +169,17 @@ def test_ctrl_c_during_translate_stops_cleanly(capsys: pytest.CaptureFixture[str
     assert "3 translated, 2 skipped" in out
     assert json.dumps(sorted(p.name for p in (tmp_path / "out").iterdir())) == json.dumps(
         [f"{i}.png" for i in range(5)])
+
+
+def test_library_value_error_in_training_is_a_failure(capsys: pytest.CaptureFixture[str],
+                                                      tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from img2img.engine import trainer
+
+    def broken(self: object, *args: object, **kwargs: object) -> None:
+        raise ValueError("shape invariant broken")
+
+    monkeypatch.setattr(trainer.Trainer, "__init__", broken)
+    code, _, err = _call(capsys, cli.train_main, "--data", tmp_path, "--out", tmp_path / "run")
+    assert code == 1
+    _one_error_line(err, "ValueError", "shape invariant broken")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ class LossLog:
 
     def write(self, step: int, values: dict[str, Any]) -> None:
         """Record ``values`` for ``step``."""
-        record = {"step": step, **values}
+        record = {"step": step, "time": round(time.time(), 3), **values}  # time: throughput
         with self.path.open("a", newline="") as f:
             if self.fmt == "jsonl":
                 f.write(json.dumps(record) + "\n")

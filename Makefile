@@ -9,13 +9,14 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,geo,zoo]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,geo,zoo,report]'
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(PY) tools/demo.py --out demo_out
 
 test: $(STAMP)
+	bash tools/ci_browser.sh
 	$(PY) -m ruff check img2img tools tests
 	$(PY) -m pytest
 

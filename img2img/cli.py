@@ -1,4 +1,5 @@
-"""Command line: ``img2img train`` and ``img2img translate`` (also ``tools/*.py``).
+"""Command line: ``img2img train``, ``translate``, ``import``, ``models``, ``report`` (also
+``tools/*.py``).
 
 This is the one place where flags become config dataclasses. Exit codes: 0 success,
 1 when some work failed (e.g. unreadable images), 2 for usage errors.
@@ -21,6 +22,7 @@ if TYPE_CHECKING:  # torch is imported only when a command runs
     import torch
 
     from img2img.engine.distributed import World
+    from img2img.inference.folder import Plan, Report
 
 log = logging.getLogger("img2img")
 
@@ -174,6 +176,10 @@ def translate_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="output folder (mirrors the input tree)")
     p.add_argument("--ext", help="output format, e.g. png (default: keep the input's)")
     p.add_argument("--overwrite", action="store_true", help="redo outputs that exist")
+    p.add_argument("--html", action="store_true",
+                   help="then write OUTPUT/index.html (+ index_2.html, ...: 200 images a page): "
+                        "input and output thumbnails of every file present, the failures "
+                        "with their reasons; relative links, so the folder can be copied")
     p.add_argument("--dropout-at-test", action="store_true",
                    help="keep dropout active (noisy outputs, as in the pix2pix paper)")
     p.add_argument("--per-image-norm", action="store_true",
@@ -392,6 +398,10 @@ def _translate(ns: argparse.Namespace, world: World, device: torch.device) -> in
         geo = GeoOptions(ns.bands, ns.extra_bands, ns.data_range)
         if world.is_main:  # one plan for all ranks: outputs appear while others would plan
             planned = plan(ns.input, ns.output, ns.ext, ns.overwrite)
+            if ns.html:
+                from img2img.inference.gallery import check_gallery_target
+
+                check_gallery_target(ns.output)
     except usage as exc:
         error = str(exc)
     error, planned = distributed.broadcast(world, (error, planned))
@@ -437,7 +447,20 @@ def _translate(ns: argparse.Namespace, world: World, device: torch.device) -> in
         for src, reason in total.failed:
             print(f"failed: {src}: {reason}", file=sys.stderr)
         print(total.summary() + (f" ({world.size} processes)" if world.distributed else ""))
+        if ns.html:
+            _write_gallery(ns.output, planned, total)
     return EXIT_FAILED if total.failed else EXIT_OK
+
+
+def _write_gallery(output: str, planned: Plan, total: Report,
+                   metrics: Sequence[str] = ()) -> None:
+    """``--html``: the gallery of every output present; ``metrics`` are lines shown on its
+    pages (the hook for ``--fid-ref``'s FID/KID summary)."""
+    from img2img.inference.gallery import write_gallery
+
+    pairs = [(src, dst) for src, dst in planned.pairs if dst.is_file()]
+    pages = write_gallery(output, pairs, total.failed, metrics)
+    print(f"gallery: {pages[0]}" + (f" ({len(pages)} pages)" if len(pages) > 1 else ""))
 
 
 def import_parser() -> argparse.ArgumentParser:
@@ -556,8 +579,35 @@ def models_main(argv: Sequence[str] | None = None) -> int:
     return EXIT_OK
 
 
+def report_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``img2img report RUN_DIR``: (re)write the run's report.html."""
+    p = OneLineParser(prog="img2img report",
+                      description="Write RUN_DIR/report.html: loss and validation curves, the "
+                                  "latest sample grids, the configuration and the throughput "
+                                  "of a training run (charts need pip install "
+                                  "'img2img[report]').")
+    p.add_argument("run_dir", help="the --out folder of img2img train")
+    p.add_argument("--debug", action="store_true",
+                   help="print the full traceback of an unexpected error")
+    ns = p.parse_args(argv)
+    from img2img.engine import charts
+    from img2img.engine.report import write_report
+
+    try:
+        page = write_report(ns.run_dir)
+    except _usage_errors() as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # noqa: BLE001 - one line instead of a traceback
+        return report_unexpected(exc, ns.debug)
+    if not charts.available():
+        print(f"note: no charts on the page; {charts.INSTALL_HINT}", file=sys.stderr)
+    print(f"wrote {page}")
+    return EXIT_OK
+
+
 COMMANDS = {"train": train_main, "translate": translate_main, "import": import_main,
-            "models": models_main}
+            "models": models_main, "report": report_main}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

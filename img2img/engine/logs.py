@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +116,7 @@ class LossLog:
 
     def write(self, step: int, values: dict[str, Any]) -> None:
         """Record ``values`` for ``step``."""
-        record = {"step": step, **values}
+        record = {"step": step, "time": round(time.time(), 3), **values}  # time: throughput
         if self.fmt == "csv":
             self._write_csv_row(record)
         else:

@@ -88,12 +88,14 @@ class Job:
 @dataclass
 class Plan:
     """What :func:`plan` found: jobs to run, outputs already present (skipped), inputs that
-    will not be translated with the reason, and the leftover temp files it removed."""
+    will not be translated with the reason, the leftover temp files it removed, and
+    (input, output) of every job and skipped output in input order (for the gallery)."""
 
     jobs: list[Job] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
     removed_temp: int = 0
+    pairs: list[tuple[Path, Path]] = field(default_factory=list)
 
 
 @dataclass
@@ -176,6 +178,7 @@ def plan(input_spec: str, output: str | Path, ext: str | None = None,
                              f"translate them in separate runs or keep the input formats")
         planned.append((f, dst))
     check_clear_of_inputs(out, files=found.files, destinations=[d for _, d in planned])
+    result.pairs = planned
     for f, dst in planned:
         if dst.exists() and not overwrite:
             result.skipped.append(dst)

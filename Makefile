@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,geo]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,geo,metrics]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -140,9 +140,9 @@ class FeatureStats:
         """Mean and covariance (float64, ``np.cov`` with n - 1) of N x 2048 features."""
         if features.ndim != 2 or features.shape[0] < 2:
             raise UsageError(f"FID needs at least 2 images, got {features.shape[0]}")
-        f64 = features.astype(np.float64)
-        return cls(f64.mean(axis=0), np.cov(f64, rowvar=False),
-                   features.astype(np.float32), mode, weights)
+        f32 = features.astype(np.float32)  # what is kept; the moments are of exactly these
+        f64 = f32.astype(np.float64)
+        return cls(f64.mean(axis=0), np.cov(f64, rowvar=False), f32, mode, weights)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write an ``.npz`` (no pickled objects), atomically."""

@@ -31,6 +31,7 @@ import importlib.util
 import io
 import os
 import pickle
+import warnings
 import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -246,7 +247,8 @@ def _pair(v: Any) -> tuple[int, int]:
 def torchscript_state_dict(tensors: dict[str, Any], net: FIDInceptionV3,
                            source: str) -> dict[str, torch.Tensor]:
     """The toolkit state dict from :func:`read_torchscript_tensors` output; UsageError naming
-    ``source`` when any layer is missing, of another shape, stride or padding, or left over."""
+    ``source`` when any layer is missing, of another shape, stride or padding (where the
+    archive stores them as attributes, as fid-helper's does), or left over."""
     first = [k for k in tensors if k.endswith("layers.conv.weight")]
     if len(first) != 1:
         raise UsageError(f"{source}: not the 2015-12-05 Inception TorchScript (no layers.conv)")
@@ -266,9 +268,9 @@ def torchscript_state_dict(tensors: dict[str, Any], net: FIDInceptionV3,
                                  f"{tuple(want)}: not the 2015-12-05 Inception")
             state[f"{ours}.{dst}"] = t.float()
             unused.discard(f"{theirs}.{src}")
-        geometry = (_pair(tensors.get(f"{theirs}.stride", -1)),
-                    _pair(tensors.get(f"{theirs}.padding", -1)))
-        if geometry != (conv.stride, conv.padding):
+        stored = (tensors.get(f"{theirs}.stride"), tensors.get(f"{theirs}.padding"))
+        geometry = tuple(_pair(v) for v in stored if v is not None)
+        if geometry and geometry != (conv.stride, conv.padding)[: len(geometry)]:
             raise UsageError(f"{source}: {theirs} has stride/padding {geometry}, the network "
                              f"needs {(conv.stride, conv.padding)}")
         state[f"{ours}.bn.weight"] = torch.ones(conv.out_channels)
@@ -287,7 +289,9 @@ def load_torchscript(path: str | os.PathLike[str]) -> torch.jit.ScriptModule:
     if digest != DEFAULT_1_SHA256:
         raise UsageError(f"{path}: sha256 {digest[:12]}... is not the known {DEFAULT_1_NAME}; "
                          "refusing to load it as TorchScript")
-    return torch.jit.load(str(path), map_location="cpu").eval()
+    with warnings.catch_warnings():  # "torch.jit.load is deprecated": it is what reads it
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.jit.load(str(path), map_location="cpu").eval()
 
 
 # --------------------------------------------------------------------------- state dicts

@@ -75,9 +75,11 @@ def _parser() -> argparse.ArgumentParser:
                         "img2img[metrics] extra's file, then the torch hub cache")
     g.add_argument("--save-stats", metavar="FILE",
                    help="write the --ref folder's statistics to FILE (.npz) for later --ref")
-    g.add_argument("--batch-size", type=positive_int, default=8, help="images per batch (8)")
-    g.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N|mps (default auto)")
-    g.add_argument("--seed", type=int, default=0, help="seed of the KID subsets (0)")
+    g.add_argument("--batch-size", type=positive_int, default=8, metavar="N",
+                   help="images per batch (8)")
+    g.add_argument("--device", default="auto", metavar="DEV",
+                   help="auto|cpu|cuda|cuda:N|mps (default auto)")
+    g.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the KID subsets (0)")
     add_max_image_pixels(ap)
     return ap
 

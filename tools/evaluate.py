@@ -1,8 +1,12 @@
 #!/usr/bin/env python
-"""PSNR and SSIM of predicted images against references, matched by relative path.
+"""Paired PSNR/SSIM, or unpaired FID/KID, of predicted images against references.
 
     python tools/evaluate.py --pred DIR --ref DIR [--y-channel] [--crop-border N]
                              [--data-range R] [--json FILE] [--quiet]
+    python tools/evaluate.py --pred DIR --ref DIR|STATS.npz --fid --kid
+                             [--fid-mode clean|legacy-pytorch] [--inception-weights PATH]
+                             [--save-stats FILE.npz] [--batch-size N] [--device auto|cpu|cuda]
+                             [--seed S] [--json FILE] [--quiet]
 
 ``pred/a/x.png`` is compared with ``ref/a/x.*`` (any image suffix). Prints one line per image
 and the means; ``--json FILE`` also writes them (and every problem) as JSON. Nothing is written
@@ -11,7 +15,16 @@ PSNR (identical images) is written as the string "inf".
 
 Exit codes: 0 all pairs evaluated; 1 some file without a partner, unreadable, of another size,
 or no pair at all (the others are still evaluated); 2 usage errors (bad flags, missing folder).
-The SR protocol is ``--y-channel --crop-border SCALE`` (see img2img/metrics.py).
+The SR protocol is ``--y-channel --crop-border SCALE`` (see img2img/metrics/paired.py).
+
+With ``--fid`` and/or ``--kid`` the two folders are compared as sets (no file matching), with
+the 2015-12-05 Inception-v3 in float32 (img2img/metrics/fid.py, features.py): ``--fid-mode
+clean`` is clean-fid's protocol, ``legacy-pytorch`` pytorch-fid's. ``--save-stats FILE``
+writes the reference folder's statistics (``--pred`` may then be left out) and ``--ref
+FILE.npz`` reuses them; statistics of another mode or other weights are refused. The weights
+come from the ``img2img[metrics]`` extra, ``--inception-weights PATH`` or the torch hub cache;
+without any, one line says where to put which file (exit 2). Exit 1 when some image could not
+be read (the scores use the others).
 """
 
 from __future__ import annotations
@@ -22,8 +35,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout too
 
-from img2img.cli import add_max_image_pixels, apply_max_image_pixels  # noqa: E402
+from img2img.cli import add_max_image_pixels, apply_max_image_pixels, positive_int  # noqa: E402
+from img2img.errors import UsageError  # noqa: E402
 from img2img.metrics import evaluate_folders, format_row, write_json  # noqa: E402
+from img2img.metrics.features import MODES  # noqa: E402
 from img2img.runtime import keep_freed_memory  # noqa: E402
 
 _NAME_WIDTH = 24
@@ -31,10 +46,13 @@ _NAME_WIDTH = 24
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
-        description="PSNR and SSIM of predicted images against references, "
-                    "matched by relative path without suffix.")
-    ap.add_argument("--pred", required=True, metavar="DIR", help="folder of predicted images")
-    ap.add_argument("--ref", required=True, metavar="DIR", help="folder of reference images")
+        description="PSNR and SSIM of predicted images against references, matched by "
+                    "relative path without suffix; or, with --fid/--kid, the FID and KID of "
+                    "the two sets (unpaired).")
+    ap.add_argument("--pred", metavar="DIR", help="folder of predicted images")
+    ap.add_argument("--ref", required=True, metavar="DIR",
+                    help="folder of reference images (with --fid/--kid also a .npz written "
+                         "by --save-stats)")
     ap.add_argument("--y-channel", action="store_true",
                     help="compare BT.601 luma (MATLAB rgb2ycbcr) instead of all channels")
     ap.add_argument("--crop-border", type=int, default=0, metavar="N",
@@ -42,13 +60,40 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--data-range", type=float, metavar="R",
                     help="peak value (default: 255 for 8-bit, 65535 for 16-bit images)")
     ap.add_argument("--json", metavar="FILE", help="also write the results to this JSON file")
-    ap.add_argument("--quiet", action="store_true", help="print only the mean line and errors")
+    ap.add_argument("--quiet", action="store_true",
+                    help="print only the mean line and errors (no progress bar)")
+    g = ap.add_argument_group("unpaired: FID and KID (Inception-v3, float32)")
+    g.add_argument("--fid", action="store_true", help="Frechet Inception Distance")
+    g.add_argument("--kid", action="store_true",
+                   help="Kernel Inception Distance: mean and std over 100 subsets, x1000")
+    g.add_argument("--fid-mode", default="clean", choices=MODES,
+                   help="clean: clean-fid's protocol (PIL bicubic to 299x299); legacy-pytorch: "
+                        "pytorch-fid's (bilinear F.interpolate) (default clean)")
+    g.add_argument("--inception-weights", metavar="PATH",
+                   help="pt_inception-2015-12-05-6726825d.pth (pytorch-fid) or "
+                        "inception-2015-12-05.pt (clean-fid/StyleGAN); default: the "
+                        "img2img[metrics] extra's file, then the torch hub cache")
+    g.add_argument("--save-stats", metavar="FILE",
+                   help="write the --ref folder's statistics to FILE (.npz) for later --ref")
+    g.add_argument("--batch-size", type=positive_int, default=8, metavar="N",
+                   help="images per batch (8)")
+    g.add_argument("--device", default="auto", metavar="DEV",
+                   help="auto|cpu|cuda|cuda:N|mps (default auto)")
+    g.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the KID subsets (0)")
     add_max_image_pixels(ap)
     return ap
 
 
+def _unpaired(args: argparse.Namespace) -> bool:
+    return args.fid or args.kid or args.save_stats is not None
+
+
 def _usage_problem(args: argparse.Namespace) -> str:
     """The first thing wrong with the arguments, or ''."""
+    if _unpaired(args):
+        return _unpaired_problem(args)
+    if args.pred is None:
+        return "--pred is required"
     if args.crop_border < 0:
         return "--crop-border must be >= 0"
     if args.data_range is not None and not args.data_range > 0:
@@ -57,6 +102,74 @@ def _usage_problem(args: argparse.Namespace) -> str:
         if not Path(folder).is_dir():
             return f"{flag} {folder}: not a folder"
     return ""
+
+
+def _unpaired_problem(args: argparse.Namespace) -> str:
+    paired = [f for f, on in (("--y-channel", args.y_channel), ("--crop-border",
+              args.crop_border), ("--data-range", args.data_range is not None)) if on]
+    if paired:
+        return f"{paired[0]} is for PSNR/SSIM; it does not apply to --fid/--kid"
+    if args.pred is None and args.save_stats is None:
+        return "--pred is required (or --save-stats to only save the reference statistics)"
+    if args.pred is not None and not Path(args.pred).is_dir():
+        return f"--pred {args.pred}: not a folder"
+    ref = Path(args.ref)
+    if args.save_stats is not None and not ref.is_dir():
+        return f"--save-stats needs --ref to be a folder; {ref} is not one"
+    if not ref.is_dir() and not (ref.is_file() and ref.suffix.lower() == ".npz"):
+        return f"--ref {ref}: neither a folder nor a .npz statistics file"
+    return ""
+
+
+def _show_unpaired(report, args: argparse.Namespace) -> None:  # noqa: ANN001 - lazy import
+    counts = report.counts
+    print(f"ref: {counts.get('ref', 0)} images"
+          + (f", pred: {counts['pred']} images" if "pred" in counts else "")
+          + f" (--fid-mode {args.fid_mode})")
+    if "fid" in report.scores:
+        print(f"FID {round(report.scores['fid'], 3) + 0.0:.3f}")  # no "-0.000"
+    if "kid" in report.scores:
+        k = report.scores["kid"]
+        print(f"KID x1000 {k['mean_x1000']:.3f} +- {k['std_x1000']:.3f} "
+              f"({k['subsets']} subsets of {k['subset_size']} images)")
+    if "saved_stats" in report.scores:
+        print(f"reference statistics saved to {report.scores['saved_stats']}")
+
+
+def _main_unpaired(args: argparse.Namespace) -> int:
+    from img2img.metrics.fid import FIDError
+    from img2img.metrics.unpaired import evaluate_unpaired
+    from img2img.runtime import resolve_device
+
+    try:
+        report = evaluate_unpaired(
+            args.pred, args.ref, fid=args.fid, kid_score=args.kid, mode=args.fid_mode,
+            weights_path=args.inception_weights, device=resolve_device(args.device),
+            batch_size=args.batch_size, save_stats=args.save_stats, seed=args.seed,
+            quiet=args.quiet, on_warning=lambda m: print(m, file=sys.stderr))
+    except UsageError as exc:
+        print(f"evaluate.py: error: {exc}", file=sys.stderr)
+        return 2
+    except FIDError as exc:
+        print(f"error: FID: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    _show_unpaired(report, args)
+    for message in report.errors:
+        print(f"error: {message}", file=sys.stderr)
+    failed = bool(report.errors)
+    if args.json:
+        data = report.to_dict(pred=args.pred, ref=str(args.ref), fid_mode=args.fid_mode,
+                              precision="fp32")
+        try:
+            write_json(args.json, data)
+            print(f"results in {args.json}")
+        except OSError as exc:
+            print(f"error: cannot write {args.json}: {exc}", file=sys.stderr)
+            failed = True
+    return 1 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     keep_freed_memory()
     apply_max_image_pixels(args)
+    if _unpaired(args):
+        return _main_unpaired(args)
 
     if not args.quiet:
         print(f"{'image':<{_NAME_WIDTH}} {'PSNR':>8} {'SSIM':>8}", flush=True)

@@ -39,6 +39,12 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"error: {message} (see {self.prog} --help)\n")
 
 
+def add_debug(p: argparse.ArgumentParser) -> None:
+    """``--debug``: the traceback of an unexpected error instead of its one line."""
+    p.add_argument("--debug", action="store_true",
+                   help="print the full traceback of an unexpected error")
+
+
 def _common(p: argparse.ArgumentParser, batch_size: int | None, batch_help: str) -> None:
     p.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N|mps (default auto)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
@@ -47,8 +53,7 @@ def _common(p: argparse.ArgumentParser, batch_size: int | None, batch_help: str)
                    help="torch.compile the networks (slow first step; on CPU it needs a C++ "
                         "compiler and pays off with --precision bf16)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--debug", action="store_true",
-                   help="print the full traceback of an unexpected error")
+    add_debug(p)
     add_max_image_pixels(p)
 
 
@@ -478,8 +483,7 @@ def import_parser() -> argparse.ArgumentParser:
     p.add_argument("--key", help="entry of the file's container to use (default: params_ema, "
                                  "then params, then state_dict)")
     p.add_argument("--quiet", action="store_true", help="no log lines")
-    p.add_argument("--debug", action="store_true",
-                   help="print the full traceback of an unexpected error")
+    add_debug(p)
     return p
 
 
@@ -526,8 +530,7 @@ def models_parser() -> argparse.ArgumentParser:
     f.add_argument("--url", help="download from this URL instead of the catalogue's (a mirror "
                                  "or a local copy; http:// and file:// accepted)")
     f.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
-    f.add_argument("--debug", action="store_true",
-                   help="print the full traceback of an unexpected error")
+    add_debug(f)
     return p
 
 
@@ -587,8 +590,7 @@ def report_main(argv: Sequence[str] | None = None) -> int:
                                   "of a training run (charts need pip install "
                                   "'img2img[report]').")
     p.add_argument("run_dir", help="the --out folder of img2img train")
-    p.add_argument("--debug", action="store_true",
-                   help="print the full traceback of an unexpected error")
+    add_debug(p)
     ns = p.parse_args(argv)
     from img2img.engine import charts
     from img2img.engine.report import write_report

@@ -1,5 +1,5 @@
-"""Command line: ``img2img train``, ``translate``, ``import``, ``models``, ``report`` (also
-``tools/*.py``).
+"""Command line: ``img2img train``, ``translate``, ``import``, ``models``, ``report``,
+``export`` (also ``tools/*.py``).
 
 This is the one place where flags become config dataclasses. Exit codes: 0 success,
 1 when some work failed (e.g. unreadable images), 2 for usage errors.
@@ -582,6 +582,52 @@ def models_main(argv: Sequence[str] | None = None) -> int:
     return EXIT_OK
 
 
+def export_parser() -> argparse.ArgumentParser:
+    """Flags of ``img2img export``."""
+    p = OneLineParser(prog="img2img export",
+                      description="Export a generator to ONNX (dynamic batch, height and width; "
+                                  "the checkpoint's metadata in metadata_props), then check it "
+                                  "with ONNX Runtime on three input sizes (needs pip install "
+                                  "'img2img[onnx]').")
+    p.add_argument("checkpoint", help="generator .safetensors (or a published file the toolkit "
+                                      "imports)")
+    p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="the .onnx file to write")
+    p.add_argument("--opset", type=positive_int, default=18,
+                   help="ONNX opset (default %(default)s, the lowest the exporter writes)")
+    p.add_argument("--fp16", action="store_true",
+                   help="float16 weights, input and output (for GPUs; checked against fp32 "
+                        "PyTorch with a looser tolerance)")
+    p.add_argument("--key", help="entry of a foreign checkpoint's container to use")
+    p.add_argument("--quiet", action="store_true", help="no log lines")
+    add_debug(p)
+    return p
+
+
+def export_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``img2img export``: exit 1 when the parity check fails (nothing kept)."""
+    ns = export_parser().parse_args(argv)
+    _setup_logging(ns.quiet)
+    try:
+        from img2img.inference.onnx_export import OnnxParityError, export_onnx
+
+        report = export_onnx(ns.checkpoint, ns.onnx, ns.opset, ns.fp16, ns.key)
+    except _usage_errors() as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OnnxParityError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:  # noqa: BLE001 - one line instead of a traceback
+        return report_unexpected(exc, ns.debug)
+    meta = report.meta
+    print(f"wrote {report.path}: {meta.arch} x{meta.scale}, opset {report.opset}, "
+          f"{'fp16' if report.fp16 else 'fp32'}, dynamic batch/height/width "
+          f"(multiples of {meta.size_multiple})")
+    print(f"ONNX Runtime vs PyTorch (tolerance {report.tolerance:g}):")
+    print("\n".join(report.lines()))
+    return EXIT_OK
+
+
 def report_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``img2img report RUN_DIR``: (re)write the run's report.html."""
     p = OneLineParser(prog="img2img report",
@@ -609,7 +655,7 @@ def report_main(argv: Sequence[str] | None = None) -> int:
 
 
 COMMANDS = {"train": train_main, "translate": translate_main, "import": import_main,
-            "models": models_main, "report": report_main}
+            "models": models_main, "report": report_main, "export": export_main}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,7 +6,8 @@ a reference CycleGAN/pix2pix ``.pth``, ESRGAN / Real-ESRGAN / BasicSR weights, a
 converted in memory to one of the toolkit's generators, with metadata saying where it came
 from (file name and SHA-256), its value range and its scale. Architectures beyond the native
 families (SwinIR, HAT, SPAN, ...) are built by spandrel (``img2img.foreign.zoo``), also when
-their toolkit checkpoint (arch ``"spandrel"``) is loaded again.
+their toolkit checkpoint (arch ``"spandrel"``) is loaded again. An exported ``.onnx`` opens
+in ONNX Runtime (``inference.onnx_backend``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from img2img.errors import UsageError
 from img2img.foreign import ForeignCheckpointError, import_file_with_original, zoo
 from img2img.foreign.family import Imported, StateDict
 from img2img.foreign.verify import reference_forward
+from img2img.inference import onnx_backend
 from img2img.nn import build_generator
 from img2img.nn.conv_algo import direct
 
@@ -83,6 +85,11 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu",
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"{p}: checkpoint file not found")
+    if onnx_backend.is_onnx(p):  # an exported graph, run by ONNX Runtime
+        if key is not None:
+            raise UsageError(f"--key {key}: {p} is an ONNX model; --key only picks an entry "
+                             f"of a foreign checkpoint")
+        return onnx_backend.load_onnx(p, device)  # type: ignore[return-value]
     if is_native(p):
         if key is not None:
             raise UsageError(f"--key {key}: {p} is an img2img checkpoint; --key only picks "

@@ -18,6 +18,7 @@ from img2img.checkpoint import GeneratorMeta
 from img2img.data.convert import as_channels, from_tensor, to_tensor
 from img2img.errors import UsageError
 from img2img.inference.loader import load_model
+from img2img.inference.onnx_backend import OnnxGenerator, reject_torch_options
 from img2img.nn.norm import use_per_image_statistics
 from img2img.runtime import autocast, check_precision, release_on_new_shape, resolve_device
 
@@ -47,6 +48,8 @@ class Translator:
     def __init__(self, model: nn.Module, meta: GeneratorMeta, device: torch.device,
                  precision: str = "fp32", dropout_at_test: bool = False,
                  compile: bool = False, per_image_norm: bool = False) -> None:
+        if isinstance(model, OnnxGenerator):
+            reject_torch_options(precision, dropout_at_test, compile, per_image_norm)
         if precision == "fp16" and not getattr(model, "supports_fp16", True):
             name = getattr(model, "architecture", type(model).__name__)
             raise UsageError(f"--precision fp16: {name} is known to give wrong results in "
@@ -72,8 +75,9 @@ class Translator:
                         precision: str = "fp32", dropout_at_test: bool = False,
                         compile: bool = False, key: str | None = None,
                         per_image_norm: bool = False) -> Translator:
-        """Load a generator ``.safetensors`` written by the trainer (no other flag needed), or
-        a published checkpoint of another project (``inference.loader``)."""
+        """Load a generator ``.safetensors`` written by the trainer (no other flag needed), an
+        exported ``.onnx`` (run by ONNX Runtime), or a published checkpoint of another project
+        (``inference.loader``)."""
         dev = resolve_device(device)
         model, meta = load_model(path, dev, key)
         return cls(model, meta, dev, precision, dropout_at_test, compile, per_image_norm)

@@ -72,7 +72,8 @@ class ExportReport:
         out = []
         for r in self.rows:
             size = "x".join(map(str, r.shape))
-            pad = "" if r.run_shape == r.shape else f" (padded to {'x'.join(map(str, r.run_shape))})"
+            run = "x".join(map(str, r.run_shape))
+            pad = "" if r.run_shape == r.shape else f" (padded to {run})"
             out.append(f"  input {size}{pad}: max abs diff {r.max_abs:.3g}, "
                        f"mean abs diff {r.mean_abs:.3g}")
         return out

@@ -1,6 +1,7 @@
 """Tiled x4 super-resolution of one large image, run as the user would: ``tools/translate.py
 --tile N`` in a subprocess, timed (wall clock, process start to exit), with its peak resident
-memory.
+memory. With the ``onnx`` extra installed, the same model exported to ``.onnx`` runs too
+(precision ``ort-fp32``: ONNX Runtime).
 
 Peak memory is the child's own ``VmHWM`` (``/proc/self/status``, read at exit by a small
 runner around the script). The kernel's ``ru_maxrss`` of a child (``os.wait4``,
@@ -21,6 +22,7 @@ from typing import Any
 
 import torch
 
+from img2img.bench import ort
 from img2img.bench.common import Row, log, photo_like
 from img2img.bench.translate import write_random_checkpoint
 from img2img.data.io import read_image_info, write_image
@@ -105,16 +107,22 @@ def sr_tiled(device: torch.device, precisions: list[str], quick: bool, workdir: 
     results: dict[str, Any] = {"input": f"{size}x{size}", "tile": tile, "overlap": overlap,
                                "generator": f"srresnet x4, {channels} ch, 16 blocks",
                                "by_precision": {}}
-    for p in precisions:
+    runs = [(p, ckpt) for p in precisions]
+    reason = ort.missing()
+    if reason is None:  # the same generator exported to ONNX, run by ONNX Runtime
+        runs.append((ort.PRECISION, ort.export(ckpt, workdir / "srresnet_x4.onnx")))
+    for p, model in runs:
         log(f"sr: x4 {size}x{size} tile {tile} {p} (subprocess) ...")
         out = workdir / f"sr_out_{p}"
-        seconds, peak, written, args = _translate(script, ckpt, src, out, device, p, extra)
+        precision = "fp32" if p == ort.PRECISION else p
+        seconds, peak, written, args = _translate(script, model, src, out, device, precision,
+                                                  extra)
         h, w = read_image_info(written)[:2]
         if (h, w) != (4 * size, 4 * size):
             raise RuntimeError(f"{written}: {w}x{h}, expected {4 * size}x{4 * size}")
         written.unlink()
-        floor_s, floor_mb, _, _ = _translate(script, ckpt, tiny, workdir / f"sr_tiny_{p}",
-                                             device, p, extra)
+        floor_s, floor_mb, _, _ = _translate(script, model, tiny, workdir / f"sr_tiny_{p}",
+                                             device, precision, extra)
         results["by_precision"][p] = {
             "seconds": seconds, "s_per_input_mp": seconds / mp, "peak_rss_mb": peak,
             "output": f"{w}x{h}{written.suffix}", "args": args,
@@ -127,4 +135,6 @@ def sr_tiled(device: torch.device, precisions: list[str], quick: bool, workdir: 
         floor = f"{floor_mb:.0f}" if floor_mb is not None else "?"
         rows.append(Row("sr x4 tiled peak RSS", p, peak, "MB",
                         f"VmHWM of the translate process (8x8 input: {floor} MB)"))
+    if reason is not None:
+        rows.append(ort.skipped_row("sr x4 tiled", reason))
     return rows, results

@@ -8,7 +8,10 @@ does):
   with PyTorch's own convolutions (``conv_algo.direct()``: what a plain loop would run);
 - folder: the toolkit's path, ``plan`` + ``translate_jobs`` (background reads and writes,
   batches), at each requested precision;
-- model-only: ``translate_tensor`` on pre-decoded batches (no decode, encode or files).
+- model-only: ``translate_tensor`` on pre-decoded batches (no decode, encode or files);
+
+folder and model-only also run once more with the checkpoint exported to ONNX and run by ONNX
+Runtime (precision ``ort-fp32``), when the ``onnx`` extra is installed.
 
 Outputs are compared as uint8 arrays before encoding (JPEG would add its own error). A
 random-weight network is a harsh test of low precision: its outputs are high-contrast
@@ -25,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from img2img.bench import ort
 from img2img.bench.common import Row, log, median, photo_like, synchronizer
 from img2img.checkpoint import meta_for, read_meta, save_generator
 from img2img.data.convert import as_channels, from_tensor, to_tensor
@@ -182,10 +186,20 @@ def translation(device: torch.device, precisions: list[str], quick: bool, workdi
     result["gflop_per_image"] = gflop
     decoded = [to_tensor(read_image(p)) for p in paths]
     batches = [torch.stack(decoded[i:i + batch_size]) for i in range(0, count, batch_size)]
-    for p, compiled in [(p, c) for p in precisions for c in compile_modes]:
+    runs_ort = [(p, c) for p in precisions for c in compile_modes]
+    reason = ort.missing()
+    if reason is None:
+        runs_ort.append((ort.PRECISION, False))
+    else:
+        rows.append(ort.skipped_row("translate folder", reason))
+    for p, compiled in runs_ort:
         name = f"{p}+compile" if compiled else p
         log(f"translate: {name} model-only and folder ...")
-        tr = Translator.from_checkpoint(ckpt, str(device), p, compile=compiled)
+        if p == ort.PRECISION:  # the same generator exported to ONNX, run by ONNX Runtime
+            onnx_path = ort.export(Path(ckpt), workdir / "generator.onnx")
+            tr = Translator.from_checkpoint(onnx_path, str(device))
+        else:
+            tr = Translator.from_checkpoint(ckpt, str(device), p, compile=compiled)
         first = time.perf_counter()
         tr.translate_tensor(batches[0])  # warm-up at the batch shape (compiles if compiled)
         first = time.perf_counter() - first
@@ -213,7 +227,7 @@ def translation(device: torch.device, precisions: list[str], quick: bool, workdi
         rows.append(Row("translate model-only", name, count / model_s, "img/s",
                         f"translate_tensor on pre-decoded batches of {batch_size}; "
                         f"{gflop:.0f} GFLOP/image, {r['model_only_gflops']:.0f} GFLOP/s{share}"))
-        against = "per-image fp32" if p == "fp32" else "fp32"
+        against = "per-image fp32" if p in ("fp32", ort.PRECISION) else "fp32"
         rows.append(Row("translate max |diff|", name, float(diff.max()), "/255",
                         f"vs {against} baseline outputs (uint8, before encoding); mean "
                         f"{r['mean_abs_diff_255']:.3f}; {100 * r['share_diff_over_2_255']:.3f}%"

@@ -173,8 +173,10 @@ def translate_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="img2img translate",
                                 description="Translate a file, a folder tree or a glob.")
     p.add_argument("--checkpoint", required=True,
-                   help="generator .safetensors, or a published .pth (reference CycleGAN/"
-                        "pix2pix, ESRGAN, Real-ESRGAN, BasicSR; see img2img import)")
+                   help="generator .safetensors, a .onnx from img2img export (run by ONNX "
+                        "Runtime: pip install 'img2img[onnx]'), or a published .pth "
+                        "(reference CycleGAN/pix2pix, ESRGAN, Real-ESRGAN, BasicSR; see "
+                        "img2img import)")
     p.add_argument("--key", help="entry of a foreign checkpoint's container to use (default: "
                                  "params_ema, then params, then state_dict)")
     p.add_argument("--input", required=True, help="file, folder (recursive) or glob")

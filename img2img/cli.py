@@ -47,7 +47,9 @@ def add_debug(p: argparse.ArgumentParser) -> None:
 
 def _common(p: argparse.ArgumentParser, batch_size: int | None, batch_help: str) -> None:
     p.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N|mps (default auto)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="auto (default): bf16 on CPUs with avx512_bf16/AMX and on GPUs of "
+                        "compute capability 8.0+, fp16 on 7.x GPUs, else fp32")
     p.add_argument("--batch-size", type=positive_int, default=batch_size, help=batch_help)
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the networks (slow first step; on CPU it needs a C++ "

@@ -69,6 +69,8 @@ class TrainConfig:
     # runtime
     seed: int = 0
     device: str = "auto"
+    # fp32|bf16|fp16, or auto (the command line's default): the Trainer resolves auto for
+    # its device (runtime.resolve_precision); tasks only ever see a resolved name
     precision: str = "fp32"
     compile: bool = False
     sync_bn: bool = False
@@ -95,7 +97,7 @@ class TranslateConfig:
     output: str = ""
     batch_size: int | None = None  # None: runtime.default_batch_size(device)
     device: str = "auto"
-    precision: str = "fp32"
+    precision: str = "auto"
     compile: bool = False
     ext: str | None = None
     overwrite: bool = False

@@ -31,3 +31,16 @@ def pixel_limit(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201 - generator fi
     monkeypatch.delenv(imgio.MAX_IMAGE_PIXELS_ENV, raising=False)
     yield imgio.set_max_image_pixels
     imgio.set_max_image_pixels(saved)  # the environment is restored by monkeypatch after this
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cpu_flags_unknown():  # noqa: ANN201 - generator fixture
+    """Run every test as on a CPU whose flags are unknown, so that ``--precision auto`` (the
+    default of ``train`` and ``translate``) picks fp32 on any machine and results do not
+    depend on the CPU running the tests (subprocesses inherit it). Tests of the choice set
+    ``IMG2IMG_CPU_FLAGS`` themselves."""
+    from img2img.runtime import CPU_FLAGS_ENV
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(CPU_FLAGS_ENV, "")
+        yield

@@ -66,10 +66,11 @@ def test_left_alone_when_asked_or_when_glibc_is_tuned_by_the_user(env):
 @pytest.mark.parametrize("fast", [True, False])
 def test_bf16_on_a_cpu_without_bf16_kernels_is_warned_about(
         fast: bool, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setattr(runtime, "cpu_runs_bf16_fast", lambda: fast)
+    flags = "avx2 avx512f avx512_bf16" if fast else "avx2 avx512f avx512_vnni"
+    monkeypatch.setenv(runtime.CPU_FLAGS_ENV, flags)
     with caplog.at_level(logging.WARNING, logger="img2img"):
         runtime.check_precision("bf16", torch.device("cpu"))
         runtime.check_precision("fp32", torch.device("cpu"))
     warned = [r.getMessage() for r in caplog.records]
     assert len(warned) == (0 if fast else 1)
-    assert fast or "use --precision fp32" in warned[0]
+    assert fast or "use --precision fp32 or auto" in warned[0]

@@ -16,7 +16,8 @@ Timings are medians after warm-up; they mean something only on an otherwise idle
 (check ``loadavg_start``/``loadavg_end`` in the JSON). ``--quick`` shrinks every input to
 CI size; its figures are not comparable with the full ones.
 
-    python tools/benchmark.py                       # everything, fp32 and bf16 on CPU
+    python tools/benchmark.py                       # everything: fp32, and bf16 on CPUs with
+                                                    # native bf16 (avx512_bf16/AMX)
     python tools/benchmark.py --only train --tasks cyclegan --precision bf16
     python tools/benchmark.py --only translate --images ../shared/data/photos
 """
@@ -38,15 +39,22 @@ sys.path.insert(0, str(TOOLS.parent))  # run from a checkout too
 import torch  # noqa: E402
 
 from img2img.bench.ceiling import ceiling  # noqa: E402
-from img2img.bench.common import Row, format_table, log, machine_info  # noqa: E402
+from img2img.bench.common import (  # noqa: E402
+    Row,
+    auto_precision,
+    format_table,
+    log,
+    machine_info,
+)
 from img2img.bench.sr import sr_tiled  # noqa: E402
 from img2img.bench.train import TASKS, train_steps  # noqa: E402
 from img2img.bench.translate import translation  # noqa: E402
 from img2img.cli import positive_int  # noqa: E402
 from img2img.runtime import (  # noqa: E402
+    AUTO_PRECISION,
     PRECISIONS,
     check_precision,
-    cpu_runs_bf16_fast,
+    cpu_has_native_bf16,
     default_batch_size,
     keep_freed_memory,
     resolve_device,
@@ -75,9 +83,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks", type=_choices(TASKS), default=list(TASKS),
                    help=f"train-step tasks (default {','.join(TASKS)}; srgan = both phases)")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N (default auto)")
-    p.add_argument("--precision", type=_choices(PRECISIONS), action="append",
-                   help="fp32|bf16|fp16, repeatable or comma list (default fp32,bf16, without "
-                        "bf16 on CPUs that lack bf16 kernels; plus fp16 on CUDA)")
+    p.add_argument("--precision", type=_choices((AUTO_PRECISION, *PRECISIONS)), action="append",
+                   help="auto|fp32|bf16|fp16, repeatable or comma list (auto: what train picks "
+                        "here; default fp32,bf16, without bf16 on CPUs lacking native bf16 "
+                        "(avx512_bf16/AMX) and GPUs below compute capability 8.0; plus fp16 "
+                        "on CUDA)")
     p.add_argument("--quick", action="store_true",
                    help="CI-sized inputs: 64x64 train crops, ngf 16, 8 images of 128x128, "
                         "SR of 256x256 with tile 64")
@@ -114,11 +124,14 @@ def parser() -> argparse.ArgumentParser:
 
 def _precisions(ns: argparse.Namespace, device: torch.device) -> list[str]:
     if ns.precision:
-        return list(dict.fromkeys(p for group in ns.precision for p in group))
-    if device.type == "cuda":
-        return ["fp32", "bf16", "fp16"] if torch.cuda.is_bf16_supported() else ["fp32", "fp16"]
-    # bf16 without CPU kernels would take hours (--precision bf16 still forces it)
-    return ["fp32", "bf16"] if cpu_runs_bf16_fast() else ["fp32"]
+        auto = auto_precision(device)[0]
+        return list(dict.fromkeys(auto if p == AUTO_PRECISION else p
+                                  for group in ns.precision for p in group))
+    if device.type == "cuda":  # bf16 is emulated (slowly) below 8.0
+        bf16 = torch.cuda.get_device_capability(device) >= (8, 0)
+        return ["fp32", "bf16", "fp16"] if bf16 else ["fp32", "fp16"]
+    # emulated bf16 is 3.5x (AVX-512) to 300x (AVX2) slower; --precision bf16 still forces it
+    return ["fp32", "bf16"] if cpu_has_native_bf16() else ["fp32"]
 
 
 def run(ns: argparse.Namespace, device: torch.device, precisions: list[str], work: Path
@@ -201,6 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{info['device']}, {info['date']}, malloc: {info['malloc']}, "
           f"load {info.get('loadavg_start')} -> {info.get('loadavg_end')}"
           + (" [--quick: CI sizes]" if ns.quick else ""))
+    print(f"cpu flags seen: {' '.join(info['cpu_flags']) or 'none'}; precision auto -> "
+          f"{info['precision_auto']} ({info['precision_auto_reason']})")
     print(format_table(rows))
     if ns.profile and isinstance(sections.get("train"), list):
         print(_profiles(sections["train"]))

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from img2img import runtime
+
 
 @dataclass
 class Row:
@@ -96,18 +98,16 @@ def cpu_family_model() -> str:
 
 
 def cpu_flags() -> list[str]:
-    """The CPU feature flags that matter for conv speed (AVX-512, AMX, bf16)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = line.split(":", 1)[1].split()
-                    keep = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16",
-                            "amx_tile", "fma")
-                    return [f for f in flags if f in keep]
-    except OSError:
-        pass
-    return []
+    """The CPU feature flags that decide conv speed and ``--precision auto`` (AVX2, AVX-512,
+    VNNI, bf16, AMX) that this CPU has (:func:`img2img.runtime.cpu_flags`)."""
+    have = runtime.cpu_flags()
+    return [f for f in (*runtime.SHOWN_FLAGS, "amx_tile", "fma") if f in have]
+
+
+def auto_precision(device: torch.device) -> tuple[str, str]:
+    """What ``--precision auto`` picks for training on ``device``, and why."""
+    capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
+    return runtime.choose_precision(device.type, runtime.cpu_flags(), capability, training=True)
 
 
 def machine_info(device: torch.device) -> dict[str, Any]:
@@ -116,6 +116,8 @@ def machine_info(device: torch.device) -> dict[str, Any]:
         "cpu": cpu_model(),
         "cpu_family_model": cpu_family_model(),
         "cpu_flags": cpu_flags(),
+        "precision_auto": auto_precision(device)[0],
+        "precision_auto_reason": auto_precision(device)[1],
         "logical_cpus": os.cpu_count(),
         "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
         else os.cpu_count(),

@@ -61,8 +61,10 @@ def restore_config(cfg: TrainConfig, saved: dict[str, Any], given: set[str],
     the user passed). Raises ``UsageError`` naming every other given setting that differs.
 
     Giving ``--steps`` drops a saved epoch schedule and ``--epochs`` a saved step schedule.
-    Settings the saved configuration lacks (older files) keep ``cfg``'s value.
+    Settings the saved configuration lacks (older files) keep ``cfg``'s value. A run started
+    with ``--precision auto`` resumes with ``auto`` unless ``--precision`` is given.
     """
+    requested = saved.get("precision_requested")  # what the run was started with
     saved = {k: v for k, v in saved.items() if k in _NAMES}
     given = {k for k in given if k in _NAMES}
     clash = [k for k in _NAMES
@@ -80,6 +82,8 @@ def restore_config(cfg: TrainConfig, saved: dict[str, Any], given: set[str],
         merged.update(epochs=None, epochs_decay=None)
     if given & set(_EPOCH_SCHEDULE) and "steps" not in given:
         merged.update(steps=None, decay_steps=None)
+    if requested == "auto" and "precision" not in given:
+        merged["precision"] = "auto"  # chosen again for the machine the run continues on
     merged.update(resume=True, out=cfg.out)
     if merged["data"] != saved.get("data", merged["data"]):
         log.info("resuming with the data in %s (the run started with %s)", merged["data"],

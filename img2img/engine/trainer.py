@@ -58,7 +58,7 @@ from img2img.engine.state import (
     set_rng_state,
 )
 from img2img.errors import UsageError
-from img2img.runtime import check_precision, resolve_device, seed_everything
+from img2img.runtime import resolve_device, resolve_precision, seed_everything
 from img2img.tasks import task_class
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,9 @@ class Trainer:
             raise UsageError(f"--on-bad-image must be skip or stop, not {cfg.on_bad_image!r}")
         if not self.world.distributed:
             self.device = resolve_device(cfg.device)
-        check_precision(cfg.precision, self.device)
+        # auto is resolved once, here; config.json records both (a resume re-resolves auto)
+        self.precision_requested = cfg.precision
+        cfg.precision = resolve_precision(cfg.precision, self.device, training=True)
         if cfg.sync_bn and not self.world.distributed:
             log.info("--sync-bn has no effect in a single process")
         seed_everything(cfg.seed)  # same seed everywhere: every rank starts from rank 0's weights
@@ -210,7 +212,8 @@ class Trainer:
             return
         self.out.mkdir(parents=True, exist_ok=True)
         cfg = self.cfg.to_dict() | {"version": __version__, "total_steps": self.total,
-                                    "decay_steps": self.decay, "device": str(self.device)}
+                                    "decay_steps": self.decay, "device": str(self.device),
+                                    "precision_requested": self.precision_requested}
         atomic_write_bytes(self.out / "config.json", json.dumps(cfg, indent=2).encode())
 
     def _load(self, path: Path) -> None:
@@ -267,7 +270,7 @@ class Trainer:
             "ranks": ranks or [],
             "world_size": self.world.size,
             "bad_images": self.bad_images,
-            "config": self.cfg.to_dict(),
+            "config": self.cfg.to_dict() | {"precision_requested": self.precision_requested},
         })
 
     def _weight_sums(self) -> dict[str, float]:

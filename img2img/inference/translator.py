@@ -6,6 +6,7 @@ so it loads in a process that cannot train.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -20,7 +21,15 @@ from img2img.errors import UsageError
 from img2img.inference.loader import load_model
 from img2img.inference.onnx_backend import OnnxGenerator, reject_torch_options
 from img2img.nn.norm import use_per_image_statistics
-from img2img.runtime import autocast, check_precision, release_on_new_shape, resolve_device
+from img2img.runtime import (
+    AUTO_PRECISION,
+    autocast,
+    release_on_new_shape,
+    resolve_device,
+    resolve_precision,
+)
+
+log = logging.getLogger(__name__)
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int,
@@ -43,18 +52,29 @@ class Translator:
     dtype and channel layout: alpha is carried through unchanged, 16-bit stays 16-bit,
     grayscale into an RGB model gives grayscale out. Tensors are float in the network's
     value range [-1, 1], shaped CHW or NCHW.
+
+    ``precision``: fp32 (the default), bf16, fp16 or ``auto`` (what the device does well:
+    :func:`img2img.runtime.choose_precision`; ``translate``'s default); ``self.precision``
+    holds the one in use.
     """
 
     def __init__(self, model: nn.Module, meta: GeneratorMeta, device: torch.device,
                  precision: str = "fp32", dropout_at_test: bool = False,
                  compile: bool = False, per_image_norm: bool = False) -> None:
         if isinstance(model, OnnxGenerator):
+            if precision == AUTO_PRECISION:
+                precision = "fp32"  # the graph's precision was fixed at export
             reject_torch_options(precision, dropout_at_test, compile, per_image_norm)
-        if precision == "fp16" and not getattr(model, "supports_fp16", True):
-            name = getattr(model, "architecture", type(model).__name__)
+        fp16_ok = getattr(model, "supports_fp16", True)
+        name = getattr(model, "architecture", type(model).__name__)
+        if precision == "fp16" and not fp16_ok:
             raise UsageError(f"--precision fp16: {name} is known to give wrong results in "
                              "fp16; use fp32 (or bf16)")
-        check_precision(precision, device)
+        auto = precision == AUTO_PRECISION
+        precision = resolve_precision(precision, device, training=False)
+        if auto and precision == "fp16" and not fp16_ok:
+            log.info("precision auto -> fp32 instead (%s gives wrong results in fp16)", name)
+            precision = "fp32"
         self.model = model.to(device).eval()
         if per_image_norm:  # batch norm with each image's own statistics (pix2pix at test)
             use_per_image_statistics(self.model)

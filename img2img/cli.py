@@ -153,7 +153,9 @@ def train_parser() -> argparse.ArgumentParser:
         "validation",
         "Every N steps (and at the last) the exported generators translate held-out images; "
         "the values are logged as val_* with the losses, and the best generator by "
-        "--val-metric is kept as NAME.best.safetensors. Only the validation data is read.")
+        "--val-metric is kept as NAME.best.safetensors. FID/KID are measured when the metric is "
+        "fid or kid (the Inception weights are checked before the first step), PSNR/SSIM "
+        "whenever the data has targets.")
     g.add_argument("--val-every", type=_non_negative_int, default=d.val_every, metavar="N",
                    help="validate every N steps (default 0: never)")
     g.add_argument("--val-max", type=positive_int, default=d.val_max, metavar="K",

@@ -70,10 +70,14 @@ def cyclegan(data: Path, out: Path, **kw: object) -> TrainConfig:
 
 
 @needs_weights
-def test_cyclegan_logs_fid_kid_keeps_the_best_of_each_direction(unpaired: Path,
-                                                                 tmp_path: Path) -> None:
+def test_cyclegan_logs_fid_kid_keeps_the_best_of_each_direction(
+        unpaired: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     out = tmp_path / "run"
-    train(cyclegan(unpaired, out))
+    with caplog.at_level(logging.INFO, logger="img2img.engine.validation"):
+        train(cyclegan(unpaired, out), stop_after=2)
+        train(cyclegan(unpaired, out, resume=True))
+    assert caplog.text.count("validation reference for G_A2B") == 1, \
+        "the reference features are computed once, then restored from resume.pt"
     for direction in ("A2B", "B2A"):
         fid = logged(out, f"val_fid_{direction}")
         assert set(fid) == {2, 4}, "validated every 2 steps"
@@ -153,10 +157,11 @@ def sr_scores(checkpoint: Path, val: Path) -> dict[str, float]:
 
 
 def test_srgan_validates_psnr_ssim_on_val_data_without_changing_training(
-        sr_data: Path, tmp_path: Path) -> None:
+        sr_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "run"
-    train(sr(sr_data, out))
+    train(sr(sr_data, out, quiet=False))
     psnr, ssim = logged(out, "val_psnr"), logged(out, "val_ssim")
+    assert f"psnr={psnr[4]:.4g}" in capsys.readouterr().err, "shown in the progress bar"
     assert set(psnr) == set(ssim) == {2, 4}
     final = sr_scores(out / "G.safetensors", sr_data / "val")
     assert psnr[4] == pytest.approx(final["psnr"])

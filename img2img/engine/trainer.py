@@ -13,6 +13,12 @@ on one rank cannot be handled together without risking a hang (the others may be
 collective of the step): rank 0 then writes its own state alone (weights, optimisers and
 its random streams; a resumed run restarts the other ranks' streams from rank 0's), and
 another rank writes nothing (the last regular save stays); torchrun then stops the job.
+
+With ``--val-every N`` the exported generators are validated every N steps and at the last
+(:mod:`img2img.engine.validation`), after that step's sample grid and before its save; under
+torchrun rank 0 validates while the others wait for its values (a broadcast), and a failure
+there is raised on every rank. ``report.html`` is rewritten after every validation and when
+the run ends, however it ends; a report that cannot be written is only a warning.
 """
 
 from __future__ import annotations

@@ -126,6 +126,8 @@ class Validator:
         for s in self.sets:
             ref = f" against {s.ref_source}" if self.inception else ""
             log.info("validation of %s: %s in %s%s", s.export, self.protocol(s), s.source, ref)
+        for name in sorted(set(task.exports()) - {s.export for s in self.sets}):
+            log.warning("%s is not validated: no validation images for it", name)
 
     # --- what is measured ---------------------------------------------------------------
     def key(self, s: ValSet) -> str:

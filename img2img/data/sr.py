@@ -28,12 +28,36 @@ from img2img.data.convert import as_channels, to_tensor
 from img2img.data.fallback import first_usable
 from img2img.data.io import ImageReadError, read_image
 from img2img.data.paired import match_folders
-from img2img.data.resize import downscale
+from img2img.data.resize import downscale, modcrop
 from img2img.data.scan import list_images
 from img2img.data.training_check import InputGeometry, Problem, Size, fmt_size
 from img2img.errors import UsageError
 
 DEGRADATIONS = ("blur", "noise", "jpeg")
+
+
+def validation_pair(hr_path: Path, lr_path: Path | None, scale: int
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """The low-resolution input and the high-resolution target of a whole validation image.
+
+    The HR image is cropped to a multiple of ``scale`` (modcrop, keeping the top-left corner);
+    the LR image is read from ``lr_path`` (and the HR cropped to ``scale`` times its size) or,
+    without one, made from the HR by MATLAB-compatible bicubic downscaling, as in training.
+    ``ImageReadError`` naming the file when one cannot be read or the sizes do not fit.
+    """
+    hr = read_image(hr_path)
+    try:
+        hr = modcrop(hr, scale)
+    except ValueError as exc:
+        raise ImageReadError(hr_path, str(exc)) from None
+    if lr_path is None:
+        return downscale(hr, scale), hr
+    lr = read_image(lr_path)
+    lh, lw = lr.shape[:2]
+    if not (0 <= hr.shape[0] - lh * scale < scale and 0 <= hr.shape[1] - lw * scale < scale):
+        raise ImageReadError(lr_path, f"{fmt_size(lr.shape[:2])} is not 1/{scale} of {hr_path} "
+                                      f"({fmt_size(hr.shape[:2])})")
+    return lr, hr[: lh * scale, : lw * scale]
 
 
 def build_degradation(names: list[str]) -> A.Compose | None:

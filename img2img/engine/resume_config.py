@@ -20,15 +20,18 @@ log = logging.getLogger(__name__)
 
 # Settings that may change between the parts of one run: how long it runs (a longer or
 # shorter schedule), how often it writes, where the data and the VGG weights live, what it
-# runs on and how it reports. Every other setting shapes the method, the networks, the
-# optimiser (whose lr and betas the resume file restores anyway) or the data the networks
-# see -- including --batch-size and --seed, which decide the sample stream a resumed run
-# continues exactly -- so a different value is refused rather than silently ignored.
+# runs on, how it reports and how it validates (a changed validation restarts the best
+# checkpoint's record, see engine/validation.py). Every other setting shapes the method,
+# the networks, the optimiser (whose lr and betas the resume file restores anyway) or the
+# data the networks see -- including --batch-size and --seed, which decide the sample
+# stream a resumed run continues exactly -- so a different value is refused rather than
+# silently ignored.
 OVERRIDABLE = frozenset({
     "steps", "decay_steps", "epochs", "epochs_decay",
     "save_every", "sample_every", "log_every", "log_format", "tensorboard", "quiet",
     "workers", "device", "precision", "compile", "sync_bn", "on_bad_image",
     "data", "out", "vgg_weights", "resume",
+    "val_every", "val_max", "val_data", "val_metric", "inception_weights",
 })
 _STEP_SCHEDULE, _EPOCH_SCHEDULE = ("steps", "decay_steps"), ("epochs", "epochs_decay")
 _NAMES = tuple(f.name for f in fields(TrainConfig))

@@ -13,6 +13,12 @@ on one rank cannot be handled together without risking a hang (the others may be
 collective of the step): rank 0 then writes its own state alone (weights, optimisers and
 its random streams; a resumed run restarts the other ranks' streams from rank 0's), and
 another rank writes nothing (the last regular save stays); torchrun then stops the job.
+
+With ``--val-every N`` the exported generators are validated every N steps and at the last
+(:mod:`img2img.engine.validation`), after that step's sample grid and before its save; under
+torchrun rank 0 validates while the others wait for its values (a broadcast), and a failure
+there is raised on every rank. ``report.html`` is rewritten after every validation and when
+the run ends, however it ends; a report that cannot be written is only a warning.
 """
 
 from __future__ import annotations
@@ -20,9 +26,9 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
@@ -60,6 +66,9 @@ from img2img.engine.state import (
 from img2img.errors import UsageError
 from img2img.runtime import resolve_device, resolve_precision, seed_everything
 from img2img.tasks import task_class
+
+if TYPE_CHECKING:
+    from img2img.engine.validation import Validator
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +173,40 @@ class Trainer:
         self.step = 0
         self.bad_images = 0  # images replaced because they failed when drawn (this rank)
         self._warned: set[str] = set()
+        # --val-every: rank 0's validator (built now: missing weights stop the run here); the
+        # resume file's validation record, kept as it is when this part does not validate
+        self.validator: Validator | None = None
+        self._val_state: dict[str, Any] = {}
+        self._val_shown: dict[str, str] = {}
+        if cfg.val_every:
+            self._on_main(self._build_validator)
+
+    def _build_validator(self) -> None:
+        from img2img.engine.validation import Validator
+
+        self.validator = Validator(self.task, self.cfg, self.device, self.out)
+
+    def _on_main(self, fn: Callable[[], Any]) -> Any:
+        """``fn()`` on rank 0 and its (small) result on every rank. An exception there is
+        raised on every rank -- the original on rank 0, a UsageError or RuntimeError with
+        its message elsewhere -- so no rank waits for one that has failed."""
+        result, error = None, None
+        if self.world.is_main:
+            try:
+                result = fn()
+            except Exception as exc:  # noqa: BLE001 - re-raised below, on every rank
+                error = exc
+        if not self.world.distributed:
+            if error is not None:
+                raise error
+            return result
+        told = None if error is None else (isinstance(error, UsageError), str(error))
+        result, told = distributed.broadcast(self.world, (result, told))
+        if error is not None:
+            raise error
+        if told is not None:
+            raise (UsageError if told[0] else RuntimeError)(told[1])
+        return result
 
     def _check_images(self) -> None:
         """Every training file's header and size, before anything is written (rank 0
@@ -239,6 +282,9 @@ class Trainer:
                             max(1, len(ranks)), self.world.size)
             set_rng_state(state["rng"])
         self.step = int(state["step"])
+        self._val_state = state.get("validation") or {}  # absent in older resume files
+        if self.validator is not None:
+            self.validator.load_state_dict(self._val_state)
         log.info("resumed %s at step %d", path, self.step)
 
     def save(self, together: bool = True) -> None:
@@ -271,6 +317,8 @@ class Trainer:
             "world_size": self.world.size,
             "bad_images": self.bad_images,
             "config": self.cfg.to_dict() | {"precision_requested": self.precision_requested},
+            "validation": (self.validator.state_dict() if self.validator is not None
+                           else self._val_state),
         })
 
     def _weight_sums(self) -> dict[str, float]:
@@ -326,6 +374,8 @@ class Trainer:
             self._prepare_out()
             cfg = self.cfg
             main = self.world.is_main
+            if cfg.val_every:  # the reference features, once (unless restored by _load)
+                self._on_main(lambda: self.validator.prepare())
             logs = LossLog(self.out, cfg.log_format, cfg.tensorboard,
                            start_step=self.step) if main else None
             end = self.total if self.stop_after is None else min(self.total,
@@ -339,7 +389,40 @@ class Trainer:
                 bar.close()
                 if logs is not None:
                     logs.close()
+                if main:
+                    self._write_report()
         return self.out
+
+    def _write_report(self) -> None:
+        """(Re)write ``report.html``; a failure is a warning, never the end of the run."""
+        from img2img.engine.report import write_report
+
+        try:
+            write_report(self.out)
+        except Exception as exc:  # noqa: BLE001 - the report is a view; training matters
+            log.warning("could not write %s: %s", self.out / "report.html", exc)
+
+    def _validate(self, logs: LossLog | None) -> None:
+        """Validate on rank 0 (the others wait for its values), log the values as a row
+        of their own, show them in the progress bar and rewrite the report."""
+
+        def measure() -> dict[str, float]:
+            t0 = time.perf_counter()
+            try:
+                values = self.validator.run(self.step, self.task.exports())
+            finally:
+                self.task.train()
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in values.items())
+            log.info("validation at step %d (%.1f s): %s", self.step,
+                     time.perf_counter() - t0, shown or "no values")
+            return values
+
+        values = self._on_main(measure)
+        self._val_shown = {k.removeprefix("val_"): f"{v:.4g}" for k, v in values.items()}
+        if logs is not None:
+            if values:
+                logs.write(self.step, values)
+            self._write_report()
 
     def _loop(self, end: int, logs: LossLog | None, bar: tqdm, stop: Any) -> None:
         cfg, main = self.cfg, self.world.is_main
@@ -380,15 +463,19 @@ class Trainer:
                         logs.write(self.step, {"lr": lr, **losses, **(
                             {"skipped_steps": skipped} if skipped else {}), **(
                             {"bad_images": bad} if bad else {})})
-                bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
+                bar.set_postfix({**{k: f"{v:.3f}" for k, v in losses.items()},
+                                 **self._val_shown}, refresh=False)
                 bar.update(1)
-                if main and cfg.sample_every and self.step % cfg.sample_every == 0:
+                sampled = bool(cfg.sample_every) and self.step % cfg.sample_every == 0
+                if main and (sampled or self.step >= end):  # a grid at the end too
                     self._write_samples(batch)
+                if cfg.val_every and (self.step % cfg.val_every == 0 or self.step == self.total):
+                    self._validate(logs)  # after the samples, before the save of this step
+                    bar.set_postfix({**{k: f"{v:.3f}" for k, v in losses.items()},
+                                     **self._val_shown}, refresh=False)
                 if cfg.save_every and self.step % cfg.save_every == 0 and self.step < end:
                     self.save()
                 if self.step >= end:
-                    if main and not (cfg.sample_every and self.step % cfg.sample_every == 0):
-                        self._write_samples(batch)
                     break
                 phase = "data"
             self.save()

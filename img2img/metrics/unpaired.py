@@ -9,7 +9,7 @@ reported and the others are used. See :mod:`img2img.metrics.fid` for the formula
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,9 +27,10 @@ from img2img.metrics.fid import (
     kid,
     small_sample_warning,
 )
-from img2img.metrics.inception_weights import load_inception
+from img2img.metrics.inception_weights import InceptionWeights, load_inception
 
-__all__ = ["UnpairedReport", "evaluate_unpaired", "folder_stats", "is_stats_file"]
+__all__ = ["UnpairedReport", "evaluate_files", "evaluate_unpaired", "folder_stats",
+           "is_stats_file", "score_line"]
 
 
 def is_stats_file(path: str | os.PathLike[str]) -> bool:
@@ -139,3 +140,57 @@ def evaluate_unpaired(
                                 "std_x1000": std * 1000, "subsets": KID_SUBSETS,
                                 "subset_size": size, "seed": seed}
     return report
+
+
+def evaluate_files(
+    pred: Sequence[tuple[str, str | os.PathLike[str]]],
+    ref: str | os.PathLike[str],
+    net: torch.nn.Module,
+    weights: InceptionWeights,
+    *,
+    mode: str = "clean",
+    device: torch.device | str = "cpu",
+    batch_size: int = 8,
+    seed: int = 0,
+    quiet: bool = False,
+    on_warning: Callable[[str], None] | None = None,
+) -> UnpairedReport:
+    """FID and KID of the files ``pred`` (``(name, path)``; e.g. the outputs of one translate
+    run, which need not be all of a folder) against ``ref`` (a folder or saved statistics),
+    with an Inception already loaded. UsageError when fewer than 2 images a side are read."""
+    check_mode(mode)
+    report = UnpairedReport()
+    if is_stats_file(ref):
+        ref_stats = FeatureStats.load(ref, mode, weights.fingerprint)
+    else:
+        ref_stats, errors = folder_stats(ref, net, mode, weights.fingerprint, device=device,
+                                         batch_size=batch_size, quiet=quiet, desc="ref")
+        report.errors.extend(errors)
+    got = extract_features(pred, net, mode, device=device, batch_size=batch_size,
+                           total=len(pred), desc="pred", quiet=quiet)
+    report.errors.extend(got.errors)
+    if len(got.names) < 2:
+        raise UsageError(f"{len(got.names)} readable output images; FID and KID need at least 2")
+    pred_stats = FeatureStats.from_features(got.features, mode, weights.fingerprint)
+    report.counts.update(ref=ref_stats.count, pred=pred_stats.count)
+    for message in (small_sample_warning(pred_stats.count, "the outputs"),
+                    small_sample_warning(ref_stats.count, str(ref))):
+        if message:
+            report.warnings.append(message)
+            if on_warning is not None:
+                on_warning(message)
+    report.scores["fid"] = fid_of(pred_stats, ref_stats)
+    mean, std = kid(pred_stats.features, ref_stats.features, seed=seed)
+    size = min(KID_SUBSET_SIZE, pred_stats.count, ref_stats.count)
+    report.scores["kid"] = {"mean": mean, "std": std, "mean_x1000": mean * 1000,
+                            "std_x1000": std * 1000, "subsets": KID_SUBSETS,
+                            "subset_size": size, "seed": seed}
+    return report
+
+
+def score_line(report: UnpairedReport, ref: str | os.PathLike[str], mode: str = "clean") -> str:
+    """One line: ``FID 12.345, KID x1000 3.210 +- 0.456 (N outputs vs M images of REF, ...)``."""
+    k = report.scores["kid"]
+    return (f"FID {round(report.scores['fid'], 3) + 0.0:.3f}, KID x1000 {k['mean_x1000']:.3f} "
+            f"+- {k['std_x1000']:.3f} ({report.counts['pred']} outputs vs "
+            f"{report.counts['ref']} images of {ref}, --fid-mode {mode})")

@@ -16,6 +16,7 @@ from img2img.data.training_check import InputGeometry
 from img2img.errors import UsageError
 from img2img.nn import build_discriminator, build_generator, init_weights
 from img2img.runtime import autocast
+from img2img.tasks.validation import ValSet
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,15 @@ class Task:
     def exports(self) -> dict[str, tuple[nn.Module, GeneratorMeta]]:
         """Inference generators to write, keyed by file name."""
         raise NotImplementedError
+
+    # Metric that picks the best checkpoint when --val-metric is not given.
+    default_val_metric = "fid"
+
+    def validation_sets(self, root: str | None, limit: int) -> list[ValSet]:
+        """What ``--val-every`` validates: one set per exported generator, at most ``limit``
+        images each; ``root`` is ``--val-data`` (None: the task's default). UsageError when
+        the method has no validation or its data is missing."""
+        raise UsageError(f"--val-every: the {self.name} task has no validation")
 
     def input_geometry(self) -> InputGeometry:
         """What the generators need from an unresized training image (start-up check and

@@ -10,6 +10,7 @@ The exported generator is ``G_A2B.safetensors`` (``G_B2A`` with ``--direction Bt
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,8 +20,10 @@ from torch.utils.data import Dataset
 from img2img.checkpoint import GeneratorMeta
 from img2img.config import TrainConfig
 from img2img.data.paired import PairedDataset
+from img2img.errors import UsageError
 from img2img.losses import GANLoss, l1_loss
 from img2img.tasks.base import IMAGE_TRANSLATION_DEFAULTS, Task
+from img2img.tasks.validation import ValSet, spread
 
 
 class Pix2PixTask(Task):
@@ -88,3 +91,22 @@ class Pix2PixTask(Task):
     def exports(self) -> dict[str, tuple[nn.Module, GeneratorMeta]]:
         name = "G_B2A" if self.cfg.direction == "BtoA" else "G_A2B"
         return {f"{name}.safetensors": (self.g, self.generator_meta("G", name[2:]))}
+
+    def validation_sets(self, root: str | None, limit: int) -> list[ValSet]:
+        """The test pairs (``ROOT/test`` A|B images, or ``ROOT/testA`` + ``ROOT/testB``; ``ROOT``
+        is ``--val-data`` or ``--data``): each output against its target (PSNR/SSIM on all
+        channels) and the outputs against the targets as a set (FID/KID)."""
+        c = self.cfg
+        base = Path(root or c.data)
+        try:
+            data = PairedDataset(base, "test", c.direction, "none", flip=False)
+        except (FileNotFoundError, UsageError) as exc:
+            raise UsageError(f"--val-every needs the test pairs: {exc}") from None
+        picked = spread(range(len(data)), limit)
+        firsts = [data.items[k][0] for k in picked]
+        (name,) = self.exports()
+        return [ValSet(export=name, label=name[2:5],
+                       names=[p.relative_to(base).as_posix() for p in firsts],
+                       load=lambda i: data.read_pair(picked[i]), source=str(base),
+                       paired=True, ref_source=f"the targets in {base}",
+                       ref_files=tuple(p for k in picked for p in data.items[k] if p))]

@@ -13,6 +13,7 @@ exported ``G.safetensors`` records the scale, so the translator produces scale x
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,10 +23,11 @@ from torch.utils.data import Dataset
 
 from img2img.checkpoint import GeneratorMeta, load_generator
 from img2img.config import TrainConfig
-from img2img.data.sr import SRDataset
+from img2img.data.sr import SRDataset, validation_pair
 from img2img.errors import UsageError
 from img2img.losses import GANLoss
 from img2img.tasks.base import Task
+from img2img.tasks.validation import ValSet, spread
 
 
 class SRGANTask(Task):
@@ -36,6 +38,7 @@ class SRGANTask(Task):
                 "gan_mode": "vanilla", "pool_size": 0, "lr": 1e-4, "beta1": 0.9,
                 "load_size": 96, "crop_size": 96, "discriminator": "srgan",
                 "lambda_perceptual": 1.0, "lambda_pixel": 0.0}
+    default_val_metric = "psnr"
 
     def __init__(self, cfg: TrainConfig, device: torch.device) -> None:
         super().__init__(cfg, device)
@@ -141,3 +144,23 @@ class SRGANTask(Task):
         net = self.g_ema if self.gan else self.g
         meta = self.generator_meta("G", "A2B", phase=self.cfg.phase)
         return {"G.safetensors": (net, meta)}
+
+    def validation_sets(self, root: str | None, limit: int) -> list[ValSet]:
+        """``--val-data``: whole high-resolution images (or ``HR`` + ``LR_x{scale}`` pairs),
+        their inputs made as in training; PSNR/SSIM on Y with a border of ``scale`` pixels,
+        the SR papers' protocol."""
+        s = self.cfg.scale
+        if not root:
+            raise UsageError(f"--task srgan --val-every needs --val-data DIR: high-resolution "
+                             f"validation images (or DIR/HR + DIR/LR_x{s})")
+        base = Path(root)
+        try:
+            pairs = spread(SRDataset(base, s, crop_size=s, augment=False).pairs, limit)
+        except (FileNotFoundError, UsageError) as exc:
+            raise UsageError(f"--val-data {exc}") from None
+        names = [hr.relative_to(base).as_posix() for hr, _ in pairs]
+        return [ValSet(export="G.safetensors", label="", names=names,
+                       load=lambda i: validation_pair(*pairs[i], s), source=str(base),
+                       paired=True, ref_source=f"the images in {base}",
+                       ref_files=tuple(p for pair in pairs for p in pair if p),
+                       y_channel=True, crop_border=s)]

@@ -18,6 +18,8 @@ from img2img.options import flag_of, flags_of
 # name -> "module:Class"; imported lazily so an unused method costs nothing.
 TASKS: dict[str, str] = {
     "cyclegan": "img2img.tasks.cyclegan:CycleGANTask",
+    "cut": "img2img.tasks.cut:CUTTask",
+    "fastcut": "img2img.tasks.cut:FastCUTTask",
     "pix2pix": "img2img.tasks.pix2pix:Pix2PixTask",
     "srgan": "img2img.tasks.srgan:SRGANTask",
 }

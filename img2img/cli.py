@@ -13,10 +13,17 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
-from dataclasses import fields
+from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from img2img.config import TrainConfig, TranslateConfig
+from img2img.config import SHARED_FIELDS, TrainConfig, TranslateConfig
+from img2img.options import (
+    add_options,
+    from_namespace,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 
 if TYPE_CHECKING:  # torch is imported only when a command runs
     import torch
@@ -75,87 +82,42 @@ def apply_max_image_pixels(ns: argparse.Namespace) -> None:
         set_max_image_pixels(ns.max_image_pixels)
 
 
-def train_parser() -> argparse.ArgumentParser:
-    """Flags of ``img2img train`` / ``tools/train.py``."""
+def train_parser(task: str = TrainConfig.task) -> argparse.ArgumentParser:
+    """Flags of ``img2img train --task TASK`` / ``tools/train.py``: the ones every method
+    shares and the task's own (its ``Options`` dataclass, with its published defaults)."""
+    from img2img.tasks import TASKS, task_class
+
+    cls = task_class(task)
     d = TrainConfig()
+    constant, decay = cls.default_epochs
     p = OneLineParser(prog="img2img train", description="Train a translation model.")
-    p.add_argument("--task", default=d.task, help="cyclegan|pix2pix")
+    p.add_argument("--task", default=task, choices=list(TASKS), metavar="NAME",
+                   help=f"{'|'.join(TASKS)} (default {d.task}); img2img train --task NAME "
+                        f"--help lists that method's flags and published defaults")
     p.add_argument("--data", required=True, help="dataset root (e.g. ROOT/trainA, ROOT/trainB)")
     p.add_argument("--out", required=True, help="run folder: checkpoints, samples, logs")
     g = p.add_argument_group("schedule")
     g.add_argument("--steps", type=positive_int, help="total optimisation steps")
-    g.add_argument("--decay-steps", type=_non_negative_int,
+    g.add_argument("--decay-steps", type=non_negative_int,
                    help="final steps of linear lr decay (default half)")
-    g.add_argument("--epochs", type=_non_negative_int, help="epochs at constant lr (default 100)")
-    g.add_argument("--epochs-decay", type=_non_negative_int,
-                   help="epochs of linear decay (default = --epochs)")
-    g.add_argument("--lr", type=_positive_float, help="Adam lr (default 2e-4; 1e-4 for srgan)")
-    g.add_argument("--beta1", type=float, help="Adam beta1 (default 0.5; 0.9 for srgan)")
-    g.add_argument("--beta2", type=float, default=d.beta2)
+    g.add_argument("--epochs", type=non_negative_int,
+                   help=f"epochs at constant lr (default {constant} for --task {task})")
+    g.add_argument("--epochs-decay", type=non_negative_int,
+                   help=f"epochs of linear decay (default = --epochs; {decay} for --task "
+                        f"{task} when neither is given)")
     g.add_argument("--sync-bn", action="store_true",
                    help="under torchrun on GPUs: batch-norm statistics over all processes")
     g.add_argument("--stop-after", type=positive_int,
                    help="stop this run after N steps, leaving a resumable checkpoint "
                         "(for time-limited job slots; continue with --resume)")
     g = p.add_argument_group("data")
-    g.add_argument("--direction", default=d.direction, choices=["AtoB", "BtoA"])
-    g.add_argument("--preprocess", default=d.preprocess,
-                   choices=["resize_and_crop", "crop", "scale_width", "none"])
-    g.add_argument("--load-size", type=positive_int, help="resize before cropping (default 286)")
-    g.add_argument("--crop-size", type=positive_int,
-                   help="training crop (default 256; srgan: 96, the high-resolution crop)")
     g.add_argument("--no-flip", action="store_true", help="no random horizontal flip")
-    g.add_argument("--workers", type=_non_negative_int, default=d.workers,
+    g.add_argument("--workers", type=non_negative_int, default=d.workers,
                    help="data loader processes")
     g.add_argument("--on-bad-image", default=d.on_bad_image, choices=["skip", "stop"],
                    help="an image that fails after the start-up check: skip it (replaced "
                         "by the next, counted as bad_images in the loss log) or stop the "
                         "run after saving (default %(default)s)")
-    g = p.add_argument_group("networks")
-    g.add_argument("--generator", help="resnet_9blocks|resnet_6blocks|unet_256|unet_128|unet "
-                   "(default: resnet_9blocks for cyclegan, unet_256 for pix2pix)")
-    g.add_argument("--discriminator",
-                   help="patchgan|pixelgan|srgan (default: patchgan; srgan for --task srgan)")
-    g.add_argument("--ngf", type=positive_int, default=d.ngf)
-    g.add_argument("--ndf", type=positive_int, default=d.ndf)
-    g.add_argument("--n-layers-d", type=positive_int, default=d.n_layers_d)
-    g.add_argument("--norm", choices=["instance", "batch", "none"],
-                   help="default: instance for cyclegan, batch for pix2pix")
-    g.add_argument("--dropout", action=argparse.BooleanOptionalAction,
-                   help="dropout in the generator (default: off for cyclegan, on for pix2pix)")
-    g.add_argument("--num-downs", type=positive_int, default=d.num_downs,
-                   help="downsamplings of the generic 'unet' generator (inputs: multiples of 2^N)")
-    g.add_argument("--upsample", default=d.upsample, choices=["transpose", "resize"])
-    g.add_argument("--init", default=d.init, choices=["normal", "xavier", "kaiming", "orthogonal"])
-    g.add_argument("--init-gain", type=float, default=d.init_gain)
-    g = p.add_argument_group("losses")
-    g.add_argument("--gan-mode", choices=["vanilla", "lsgan", "hinge", "wgangp"],
-                   help="default: lsgan for cyclegan, vanilla for pix2pix")
-    g.add_argument("--lambda-a", type=float, default=d.lambda_a)
-    g.add_argument("--lambda-b", type=float, default=d.lambda_b)
-    g.add_argument("--lambda-identity", type=float, default=d.lambda_identity)
-    g.add_argument("--pool-size", type=_non_negative_int,
-                   help="fake image pool (default 50 cyclegan, 0 pix2pix)")
-    g.add_argument("--lambda-l1", type=float, default=d.lambda_l1, help="pix2pix L1 weight")
-    g.add_argument("--lambda-perceptual", type=float,
-                   help="weight of the VGG19 perceptual loss (default 0; 1 for srgan --phase gan)")
-    g.add_argument("--lambda-pixel", type=float,
-                   help="pixel loss weight in srgan --phase gan (default 0, as published)")
-    g.add_argument("--vgg-weights", help="VGG19 weights file (default: the torch hub cache)")
-    g = p.add_argument_group("super-resolution (--task srgan)")
-    g.add_argument("--scale", type=int, default=d.scale, choices=[2, 4, 8])
-    g.add_argument("--phase", default=d.phase, choices=["psnr", "gan"],
-                   help="psnr: pixel-loss pre-training; gan: perceptual + adversarial")
-    g.add_argument("--sr-residual", action="store_true",
-                   help="learn the residual over bicubic upsampling (faster convergence)")
-    g.add_argument("--n-blocks", type=_non_negative_int, default=d.n_blocks,
-                   help="SRResNet residual blocks")
-    g.add_argument("--init-from", help="generator .safetensors to start from (phase gan)")
-    g.add_argument("--pixel-loss", default=d.pixel_loss, choices=["mse", "l1"])
-    g.add_argument("--lambda-adv", type=float, default=d.lambda_adv)
-    g.add_argument("--ema-decay", type=float, default=d.ema_decay)
-    g.add_argument("--degrade", nargs="*", default=[], choices=["blur", "noise", "jpeg"],
-                   help="random degradations of the low-resolution input")
     g = p.add_argument_group(
         "validation",
         "Every N steps (and at the last) the exported generators translate held-out images; "
@@ -163,7 +125,7 @@ def train_parser() -> argparse.ArgumentParser:
         "--val-metric is kept as NAME.best.safetensors. FID/KID are measured when the metric is "
         "fid or kid (the Inception weights are checked before the first step), PSNR/SSIM "
         "whenever the data has targets.")
-    g.add_argument("--val-every", type=_non_negative_int, default=d.val_every, metavar="N",
+    g.add_argument("--val-every", type=non_negative_int, default=d.val_every, metavar="N",
                    help="validate every N steps (default 0: never)")
     g.add_argument("--val-max", type=positive_int, default=d.val_max, metavar="K",
                    help="at most K images per direction, spread over the sorted files, and "
@@ -185,12 +147,14 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--resume", action="store_true",
                    help="continue the run in --out with its saved settings (schedule, "
                         "output and device flags may change; others must match)")
-    g.add_argument("--save-every", type=_non_negative_int, default=d.save_every)
-    g.add_argument("--sample-every", type=_non_negative_int, default=d.sample_every)
+    g.add_argument("--save-every", type=non_negative_int, default=d.save_every)
+    g.add_argument("--sample-every", type=non_negative_int, default=d.sample_every)
     g.add_argument("--log-every", type=positive_int, default=d.log_every)
     g.add_argument("--log-format", default=d.log_format, choices=["jsonl", "csv"])
     g.add_argument("--tensorboard", action="store_true")
     _common(p, d.batch_size, "images per optimisation step (default %(default)s)")
+    summary = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else None
+    add_options(p, cls.Options, f"--task {task}", summary)
     return p
 
 
@@ -237,7 +201,7 @@ def translate_parser() -> argparse.ArgumentParser:
     t.add_argument("--tile", type=positive_int, metavar="N",
                    help="always tile, N input pixels per tile (default: tile only images "
                         "larger than --max-pixels)")
-    t.add_argument("--tile-overlap", type=_non_negative_int, default=DEFAULT_OVERLAP,
+    t.add_argument("--tile-overlap", type=non_negative_int, default=DEFAULT_OVERLAP,
                    metavar="M", help="input pixels of context on each side of a tile; "
                                      f"seams are blended over M pixels (default {DEFAULT_OVERLAP})")
     t.add_argument("--max-pixels", type=positive_int, metavar="P",
@@ -254,7 +218,7 @@ def translate_parser() -> argparse.ArgumentParser:
                         "1-channel model); outputs go back to the same band positions")
     g.add_argument("--extra-bands", choices=EXTRA_BANDS, default="bicubic",
                    help="other bands (e.g. near-infrared): upscaled bicubic (default) or drop")
-    g.add_argument("--data-range", type=_positive_float, metavar="R",
+    g.add_argument("--data-range", type=positive_float, metavar="R",
                    help="sample value mapped to white, e.g. 4095 for 12-bit data in uint16 "
                         "(default: the dtype maximum, 255 or 65535; never guessed from pixels); "
                         "larger samples are clipped, outputs lie in [0, R]")
@@ -262,28 +226,6 @@ def translate_parser() -> argparse.ArgumentParser:
             "images (or tiles) run together; default 1 on CPU, where larger batches are "
             "slower per image, and 4 on GPUs")
     return p
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
 
 
 def _band_list(text: str) -> tuple[int, ...]:
@@ -295,11 +237,6 @@ def _band_list(text: str) -> tuple[int, ...]:
     if min(bands) < 1 or len(set(bands)) != len(bands):
         raise argparse.ArgumentTypeError(f"expected distinct 1-based band numbers, got {text!r}")
     return bands
-
-
-def _to_config(cls: type, ns: argparse.Namespace) -> object:
-    names = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in vars(ns).items() if k in names})
 
 
 def _usage_errors() -> tuple[type[BaseException], ...]:
@@ -335,11 +272,64 @@ def _given_flags(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
     return {k for k, v in vars(probe).items() if v is not unset}
 
 
+def _requested_task(args: list[str]) -> str:
+    """The task whose flags to offer: ``--task``; with ``--resume`` and no ``--task``, the
+    task of the run in ``--out`` (its ``config.json``); else the default."""
+    from img2img.tasks import TASKS
+
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--task")
+    pre.add_argument("--out")
+    pre.add_argument("--resume", action="store_true")
+    known, _ = pre.parse_known_args(args)
+    if known.task in TASKS:
+        return known.task
+    if known.task is None and known.resume and known.out:
+        from img2img.engine.state import read_saved_config
+
+        try:
+            saved = read_saved_config(Path(known.out)).get("task")
+        except (OSError, ValueError):  # no readable config.json: the trainer will say so
+            saved = None
+        if saved in TASKS:
+            return saved
+    return TrainConfig.task
+
+
+def parse_train_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser,
+                                                           argparse.Namespace]:
+    """The parser of the requested task and the parsed flags. A flag of another task is a
+    usage error naming the task that has it."""
+    from img2img.tasks import wrong_task_error
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    task = _requested_task(args)
+    parser = train_parser(task)
+    ns, rest = parser.parse_known_args(args)
+    if ns.task != task:  # e.g. an abbreviated --task: parse again with that task's flags
+        task, parser = ns.task, train_parser(ns.task)
+        ns, rest = parser.parse_known_args(args)
+    flags = [a.split("=", 1)[0] for a in rest if a.startswith("--")]
+    if flags:
+        parser.error(str(wrong_task_error(task, flags)))
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    return parser, ns
+
+
+def train_config(ns: argparse.Namespace) -> TrainConfig:
+    """The :class:`TrainConfig` of parsed ``img2img train`` flags."""
+    from img2img.tasks import task_class
+
+    values = vars(ns)
+    return TrainConfig(**{k: values[k] for k in SHARED_FIELDS if k in values},
+                       options=from_namespace(task_class(ns.task).Options, values))
+
+
 def train_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``img2img train``."""
-    parser = train_parser()
-    ns = parser.parse_args(argv)
-    cfg: TrainConfig = _to_config(TrainConfig, ns)  # type: ignore[assignment]
+    parser, ns = parse_train_args(argv)
+    cfg = train_config(ns)
     _setup_logging(cfg.quiet)
     apply_max_image_pixels(ns)
     from img2img.runtime import keep_freed_memory
@@ -350,7 +340,8 @@ def train_main(argv: Sequence[str] | None = None) -> int:
 
     trainer = None
     try:
-        trainer = Trainer(cfg, stop_after=ns.stop_after, given=_given_flags(parser, argv, ns))
+        given = _given_flags(parser, list(sys.argv[1:] if argv is None else argv), ns)
+        trainer = Trainer(cfg, stop_after=ns.stop_after, given=given)
         out = trainer.run()
         trainer.finish()
     except (*_usage_errors(), RunExistsError) as exc:

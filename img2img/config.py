@@ -2,70 +2,42 @@
 
 `img2img.cli` is the one place that turns command-line flags into these objects;
 everything below it reads plain attributes.
+
+A training run's configuration is a :class:`TrainConfig`: the settings every method shares
+(schedule, batch, data loading, device, precision, logging, resume, output) plus
+``options``, the method's own dataclass (its networks, losses and optimiser, with their
+published defaults), declared in the method's file under ``img2img/tasks/``.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import copy
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 
 @dataclass
 class TrainConfig:
-    """Everything a training run needs. Saved as ``config.json`` in the output folder."""
+    """Everything a training run needs. Saved as ``config.json`` in the output folder.
+
+    ``options`` is an instance of the task's ``Options`` dataclass (None: the task's
+    published defaults, filled in by ``Task.apply_defaults``).
+    """
 
     task: str = "cyclegan"
     data: str = ""
     out: str = "runs/train"
-    # schedule: either steps or epochs (+ linear decay to zero over the decay part)
+    # schedule: either steps or epochs (+ linear decay to zero over the decay part);
+    # epochs None = the task's published number
     steps: int | None = None
     decay_steps: int | None = None
     epochs: int | None = None
     epochs_decay: int | None = None
     batch_size: int = 1
-    lr: float | None = None
-    beta1: float | None = None
-    beta2: float = 0.999
-    # data
-    direction: str = "AtoB"
-    preprocess: str = "resize_and_crop"
-    load_size: int | None = None
-    crop_size: int | None = None
+    # data loading
     no_flip: bool = False
     workers: int = 2
     on_bad_image: str = "skip"  # an image failing after the start-up check: skip | stop
-    # networks (None = the task's published default, filled in by Task.apply_defaults)
-    generator: str | None = None
-    discriminator: str | None = None
-    ngf: int = 64
-    ndf: int = 64
-    n_layers_d: int = 3
-    norm: str | None = None
-    dropout: bool | None = None
-    upsample: str = "transpose"
-    num_downs: int = 8
-    init: str = "normal"
-    init_gain: float = 0.02
-    # losses
-    gan_mode: str | None = None
-    lambda_a: float = 10.0
-    lambda_b: float = 10.0
-    lambda_identity: float = 0.5
-    pool_size: int | None = None
-    lambda_l1: float = 100.0
-    # super-resolution
-    scale: int = 4
-    sr_residual: bool = False
-    n_blocks: int = 16
-    phase: str = "psnr"
-    init_from: str | None = None
-    pixel_loss: str = "mse"
-    lambda_adv: float = 1e-3
-    ema_decay: float = 0.999
-    degrade: list[str] = field(default_factory=list)
-    lambda_perceptual: float | None = None
-    lambda_pixel: float | None = None
-    vgg_weights: str | None = None
     # validation during training (shared by every task; see engine/validation.py)
     val_every: int = 0  # 0: off
     val_max: int = 200  # images per direction
@@ -88,10 +60,21 @@ class TrainConfig:
     tensorboard: bool = False
     quiet: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    # the method's own settings (a dataclass of img2img/tasks/<task>.py)
+    options: Any = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serialisable dict."""
-        return asdict(self)
+        """Plain JSON-serialisable dict: the shared settings and the task's options side
+        by side (one flat level, as ``config.json`` has always been written)."""
+        out = {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)
+               if f.name != "options"}
+        if self.options is not None:
+            out.update(asdict(self.options))
+        return out
+
+
+# The shared settings (every field of TrainConfig except the task's options).
+SHARED_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(TrainConfig) if f.name != "options")
 
 
 @dataclass

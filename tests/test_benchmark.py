@@ -115,3 +115,31 @@ def test_report_names_the_flags_seen_and_the_auto_choice(
     machine = json.loads(out.read_text())["machine"]
     assert machine["cpu_flags"] == ["avx2", "avx512f", "avx512_vnni"]
     assert machine["precision_auto"] == "fp32"
+
+
+def test_cut_rows_beside_cyclegan_do_less_work(bench: ModuleType, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Each task gives its own benchmark configuration. At the published size (256x256,
+    ngf 64, batch 1) FastCUT's step (one generator, one discriminator) costs at most 0.6 of
+    CycleGAN's and CUT's (with its identity pass) at most 0.8, counted in FLOPs
+    (deterministic; the README has the timings). The quick sizes are too small for the
+    ratio: PatchNCE's head costs the same at any size."""
+    out = tmp_path / "bench.json"
+    code = bench.main(["--quick", "--json", str(out), "--only", "train", "--tasks",
+                       "cyclegan,cut,fastcut", "--precision", "fp32", "--repeats", "1",
+                       "--warmup", "0"])
+    assert code == 0, capsys.readouterr().err[-3000:]
+    steps = {r["task"]: r for r in json.loads(out.read_text())["train"]}
+    assert set(steps) == {"cyclegan", "cut", "fastcut"}
+    assert "PatchNCE" in steps["cut"]["config"] and "no identity" in steps["fastcut"]["config"]
+    assert "train fastcut" in capsys.readouterr().out
+
+    from img2img.bench.train import build, count_flops, make_batch, specs
+
+    cpu, flops = torch.device("cpu"), {}
+    for task in ("cyclegan", "cut", "fastcut"):
+        (spec,) = specs(task, quick=False)
+        assert spec.a_shape == (1, 3, 256, 256) and spec.settings["ngf"] == 64
+        flops[task] = count_flops(build(spec, cpu, "fp32"), make_batch(spec, cpu))
+    assert flops["fastcut"] < 0.6 * flops["cyclegan"], flops
+    assert flops["cut"] < 0.8 * flops["cyclegan"], flops

@@ -12,12 +12,12 @@ import torch
 from imgfactory import photo_like
 
 from img2img.checkpoint import meta_for, read_meta, save_generator
-from img2img.config import TrainConfig
 from img2img.data.io import read_image, write_image
 from img2img.data.paired import PairedDataset
 from img2img.engine.trainer import train
 from img2img.inference.translator import Translator
 from img2img.nn import build_generator
+from img2img.tasks import make_config
 
 
 def n_params(m: torch.nn.Module) -> int:
@@ -107,7 +107,7 @@ def test_pix2pix_learns_a_make_paired_task(tmp_path: Path) -> None:
     assert make_paired.main(["--photos", str(tmp_path / "photos"), "--op", "downscale",
                              "--out", str(root), "--test-fraction", "0.25", "--quiet"]) == 0
     out = tmp_path / "run"
-    train(TrainConfig(task="pix2pix", data=str(root), out=str(out), steps=150, batch_size=4,
+    train(make_config(task="pix2pix", data=str(root), out=str(out), steps=150, batch_size=4,
                       generator="unet", num_downs=5, ngf=8, ndf=8, load_size=36, crop_size=32,
                       workers=0, device="cpu", quiet=True, sample_every=0, save_every=0,
                       lr=1e-3, log_every=1))

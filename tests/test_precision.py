@@ -57,14 +57,13 @@ def test_compiled_training_step_learns_like_eager(tmp_path: Path) -> None:
     """Two tiny pix2pix tasks, one compiled: after a few identical steps their weights agree.
 
     fp32 only: compiling costs ~40 s here; bf16 + compile is exercised by the benchmark."""
-    from img2img.config import TrainConfig
-    from img2img.tasks import task_class
+    from img2img.tasks import make_config, task_class
 
     cls = task_class("pix2pix")
     tasks = []
     for compiled in (False, True):
         torch.manual_seed(0)
-        cfg = cls.apply_defaults(TrainConfig(
+        cfg = cls.apply_defaults(make_config(
             task="pix2pix", data=str(tmp_path), generator="unet", num_downs=5, ngf=8, ndf=8,
             crop_size=32, dropout=False, norm="instance",
             compile=compiled))

@@ -19,6 +19,7 @@ from img2img.engine.state import RESUME_FILE, load_resume
 from img2img.engine.trainer import train
 from img2img.inference.translator import Translator
 from img2img.nn import build_discriminator, build_generator, conv_algo
+from img2img.tasks import make_config
 
 
 def n_params(m: torch.nn.Module) -> int:
@@ -113,7 +114,7 @@ def sr_cfg(data: Path, out: Path, **kw: object) -> TrainConfig:
                 batch_size=4, ngf=16, ndf=8, steps=5, workers=0, device="cpu", quiet=True,
                 sample_every=0, save_every=0, seed=0, lr=1e-3)
     base.update(kw)
-    return TrainConfig(**base)  # type: ignore[arg-type]
+    return make_config(**base)
 
 
 @pytest.fixture(scope="module")

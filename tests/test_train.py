@@ -18,6 +18,7 @@ from img2img.data.io import read_image, write_image
 from img2img.engine.state import RESUME_FILE, load_resume
 from img2img.engine.trainer import Trainer, train
 from img2img.inference.translator import Translator
+from img2img.tasks import make_config
 
 TINT = np.array([0.5, 0.6, 0.4])  # domain B: photos with a strong colour cast
 OFFSET = np.array([0.45, 0.1, 0.55])
@@ -47,7 +48,7 @@ def tiny(data: Path, out: Path, **kw: object) -> TrainConfig:
                 generator="resnet_6blocks", ngf=8, ndf=8, load_size=36, crop_size=32,
                 workers=0, device="cpu", quiet=True, sample_every=0, save_every=0, seed=3)
     base.update(kw)
-    return TrainConfig(**base)  # type: ignore[arg-type]
+    return make_config(**base)
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:

@@ -32,6 +32,7 @@ from img2img.engine.resume_config import restore_config
 from img2img.engine.state import RESUME_FILE, load_resume, save_resume
 from img2img.engine.trainer import Trainer, train
 from img2img.errors import UsageError
+from img2img.tasks import make_config
 
 ROOT = Path(__file__).resolve().parents[1]
 # One torch thread here and in the training subprocesses (OMP_NUM_THREADS=1): runs
@@ -63,7 +64,7 @@ def tiny(data: Path, out: Path, **kw: object) -> TrainConfig:
                 workers=0, device="cpu", quiet=True, sample_every=0, save_every=0, seed=3,
                 log_every=1)
     base.update(kw)
-    return TrainConfig(**base)  # type: ignore[arg-type]
+    return make_config(**base)
 
 
 def same_weights(a: Path, b: Path, name: str = "G_A2B.safetensors") -> bool:
@@ -286,12 +287,13 @@ def test_resume_restores_the_configuration(source: Path, tmp_path: Path,
 
 def test_restore_config_overrides_schedule_and_refuses_method_changes() -> None:
     saved = tiny(Path("d"), Path("o"), steps=None, epochs=5, epochs_decay=5, lr=1e-3).to_dict()
-    now = TrainConfig(data="d2", out="o", steps=50, workers=4, ngf=64, resume=True)
+    now = make_config(data="d2", out="o", steps=50, workers=4, ngf=64, resume=True)
     cfg = restore_config(now, saved, {"data", "out", "steps", "workers", "resume"}, "o")
     assert (cfg.steps, cfg.epochs, cfg.epochs_decay) == (50, None, None)
-    assert (cfg.data, cfg.workers, cfg.ngf, cfg.lr, cfg.resume) == ("d2", 4, 8, 1e-3, True)
+    assert (cfg.data, cfg.workers, cfg.options.ngf, cfg.options.lr, cfg.resume) == (
+        "d2", 4, 8, 1e-3, True)
     with pytest.raises(UsageError, match=r"^--lr 0.1 conflicts with the run in o \(lr 0.001\)"):
-        restore_config(TrainConfig(lr=0.1), saved, {"lr"}, "o")
+        restore_config(make_config(lr=0.1), saved, {"lr"}, "o")
     with pytest.raises(UsageError, match="--no-flip conflicts"):
         restore_config(TrainConfig(no_flip=True), saved, {"no_flip"}, "o")
     older = {k: v for k, v in saved.items() if k != "on_bad_image"}  # a field added later

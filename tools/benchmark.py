@@ -5,8 +5,9 @@ Sections (``--only``, default all, in this order):
 
 - ``ceiling``: a large 3x3 conv's GFLOP/s per precision (always run with ``train``, which
   reports its fraction of it);
-- ``train``: one training step of CycleGAN, pix2pix and SRGAN (psnr and gan phases) in the
-  published configuration: seconds, GFLOP per step, GFLOP/s, fraction of the ceiling;
+- ``train``: one training step of each registered task (CycleGAN, CUT, FastCUT, pix2pix,
+  SRGAN in its psnr and gan phases) in the configuration the task gives (its published
+  one): seconds, GFLOP per step, GFLOP/s, fraction of the ceiling;
 - ``translate``: folder translation of 512x512 JPEGs with resnet_9blocks, end to end,
   against a plain per-image fp32 loop and against model-only throughput;
 - ``sr``: ``tools/translate.py --tile`` upscaling a 4000x4000 PNG by 4 in a subprocess:

@@ -12,7 +12,6 @@ credited with.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -20,67 +19,30 @@ import torch
 
 from img2img.bench.ceiling import recheck
 from img2img.bench.common import Row, log, median, synchronizer, time_calls
-from img2img.config import TrainConfig
 from img2img.nn import conv_algo
-from img2img.tasks import task_class
+from img2img.tasks import TASKS as REGISTERED
+from img2img.tasks import make_config, task_class
+from img2img.tasks.base import BenchSpec
 
-TASKS = ("cyclegan", "pix2pix", "srgan")
-
-
-@dataclass
-class Spec:
-    """One configuration to time: task, config overrides and batch shapes."""
-
-    label: str
-    task: str
-    cfg: dict[str, Any]
-    a_shape: tuple[int, ...]
-    b_shape: tuple[int, ...]
-    describe: str
-    random_vgg: bool = False
-    notes: list[str] = field(default_factory=list)
+TASKS = tuple(REGISTERED)
 
 
-def specs(task: str, quick: bool) -> list[Spec]:
-    """The published configuration of ``task`` (or its tiny ``quick`` version)."""
-    s, w = (64, 16) if quick else (256, 64)
-    if task == "cyclegan":
-        return [Spec("cyclegan", task, {"crop_size": s, "ngf": w, "ndf": w},
-                     (1, 3, s, s), (1, 3, s, s),
-                     f"resnet_9blocks + 70x70 PatchGAN, {s}x{s}, batch 1, ngf {w}")]
-    if task == "pix2pix":
-        gen = {"generator": "unet", "num_downs": 6} if quick else {"generator": "unet_256"}
-        name = "unet (6 downs)" if quick else "unet_256"
-        return [Spec("pix2pix", task, {"crop_size": s, "ngf": w, "ndf": w, **gen},
-                     (1, 3, s, s), (1, 3, s, s),
-                     f"{name} + 70x70 PatchGAN, {s}x{s}, batch 1, ngf {w}")]
-    if task == "srgan":
-        hr, n = (32, 4) if quick else (96, 16)
-        base = {"crop_size": hr, "batch_size": n, "scale": 4, "ngf": w, "ndf": w}
-        shapes = ((n, 3, hr // 4, hr // 4), (n, 3, hr, hr))
-        what = f"srresnet x4 ({w} ch, 16 blocks), {hr}x{hr} HR crops, batch {n}"
-        return [
-            Spec("srgan-psnr", task, {**base, "phase": "psnr"}, *shapes, what + ", MSE"),
-            Spec("srgan-gan", task, {**base, "phase": "gan", "lambda_perceptual": 0.0}, *shapes,
-                 what + " + SRGAN D + VGG54 loss", random_vgg=True,
-                 notes=["VGG19 randomly initialised (pretrained weights not needed for "
-                        "timing; FLOPs are the same)"]),
-        ]
-    raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
+def specs(task: str, quick: bool) -> list[BenchSpec]:
+    """The published configuration(s) of ``task`` (or their tiny ``quick`` versions), as
+    the task gives them."""
+    if task not in REGISTERED:
+        raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
+    return task_class(task).benchmark_specs(quick)
 
 
-def build(spec: Spec, device: torch.device, precision: str, compiled: bool = False) -> Any:
+def build(spec: BenchSpec, device: torch.device, precision: str, compiled: bool = False) -> Any:
     """The task object of ``spec`` on ``device`` at ``precision``, in training mode
     (networks compiled as by ``--compile`` if ``compiled``)."""
-    cls = task_class(spec.task)
-    cfg = cls.apply_defaults(TrainConfig(task=spec.task, device=str(device),
-                                         precision=precision, compile=compiled, **spec.cfg))
-    task = cls(cfg, device)
-    if spec.random_vgg:
-        from img2img.losses.perceptual import PerceptualLoss
-
-        task.perceptual = PerceptualLoss(pretrained=False).to(device)
-        cfg.lambda_perceptual = 1.0
+    cfg = make_config(**spec.settings, device=str(device), precision=precision,
+                      compile=compiled)
+    task = task_class(cfg.task)(cfg, device)
+    if spec.prepare is not None:
+        spec.prepare(task)
     if compiled:
         task.compile_networks()
     task.train()
@@ -92,7 +54,7 @@ def label(precision: str, compiled: bool) -> str:
     return f"{precision}+compile" if compiled else precision
 
 
-def make_batch(spec: Spec, device: torch.device) -> dict[str, torch.Tensor]:
+def make_batch(spec: BenchSpec, device: torch.device) -> dict[str, torch.Tensor]:
     """A fixed random batch ``{"A", "B"}`` in [-1, 1]."""
     gen = torch.Generator().manual_seed(0)
     return {"A": (torch.rand(spec.a_shape, generator=gen) * 2 - 1).to(device),
@@ -120,7 +82,7 @@ def profile_step(task: Any, batch: dict[str, torch.Tensor], top: int = 10) -> li
              "share": e.self_cpu_time_total / total} for e in events[:top]]
 
 
-def _measure(spec: Spec, device: torch.device, precision: str, repeats: int, warmup: int,
+def _measure(spec: BenchSpec, device: torch.device, precision: str, repeats: int, warmup: int,
              flops: dict[str, int], profile: bool, compiled: bool) -> dict[str, Any]:
     """Time one configuration; counts its FLOPs first unless ``flops`` has them already.
     A compiled configuration gets three more untimed steps (compiling, and recompiling for

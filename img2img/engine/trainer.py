@@ -72,21 +72,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Published default when neither --steps nor --epochs is given: 100 + 100 epochs.
-DEFAULT_EPOCHS = 100
+# Default when neither --steps nor --epochs is given and the task names none: 100 + 100.
+DEFAULT_EPOCHS = (100, 100)
 
 
 class RunExistsError(RuntimeError):
     """The output folder already holds a run and ``--resume`` was not given."""
 
 
-def resolve_schedule(cfg: TrainConfig, dataset_len: int, world_size: int = 1
-                     ) -> tuple[int, int]:
+def resolve_schedule(cfg: TrainConfig, dataset_len: int, world_size: int = 1,
+                     default_epochs: tuple[int, int] = DEFAULT_EPOCHS) -> tuple[int, int]:
     """Total steps and the number of final steps over which the lr decays linearly to 0.
 
     ``--steps N`` decays over the last ``--decay-steps`` (default N // 2); ``--epochs N
-    --epochs-decay M`` runs N + M epochs, decaying over the last M (default M = N). An
-    epoch is one pass over the data by all ``world_size`` processes together.
+    --epochs-decay M`` runs N + M epochs, decaying over the last M (default M = N). With
+    neither, the task's published ``default_epochs`` (constant, decay). An epoch is one
+    pass over the data by all ``world_size`` processes together.
     """
     if cfg.steps is not None and cfg.epochs is not None:
         raise UsageError("give either --steps or --epochs, not both")
@@ -95,8 +96,10 @@ def resolve_schedule(cfg: TrainConfig, dataset_len: int, world_size: int = 1
         decay = cfg.decay_steps if cfg.decay_steps is not None else total // 2
     else:
         per_epoch = max(1, dataset_len // (cfg.batch_size * world_size))
-        epochs = cfg.epochs if cfg.epochs is not None else DEFAULT_EPOCHS
-        epochs_decay = cfg.epochs_decay if cfg.epochs_decay is not None else epochs
+        epochs = cfg.epochs if cfg.epochs is not None else default_epochs[0]
+        epochs_decay = cfg.epochs_decay
+        if epochs_decay is None:
+            epochs_decay = epochs if cfg.epochs is not None else default_epochs[1]
         total = (epochs + epochs_decay) * per_epoch
         decay = epochs_decay * per_epoch
     if total < 1:
@@ -167,7 +170,8 @@ class Trainer:
             self.task.compile_networks()
         self.dataset = self.task.build_dataset()
         self._check_images()
-        self.total, self.decay = resolve_schedule(cfg, len(self.dataset), self.world.size)
+        self.total, self.decay = resolve_schedule(cfg, len(self.dataset), self.world.size,
+                                                  cls.default_epochs)
         self.schedulers = {k: LambdaLR(opt, linear_decay(self.total, self.decay))
                            for k, opt in self.task.optimizers.items()}
         self.step = 0

@@ -17,6 +17,8 @@ from .patchgan import PatchGANDiscriminator, PixelGANDiscriminator, receptive_fi
 from .registry import (
     build_discriminator,
     build_generator,
+    discriminator_arguments,
+    generator_arguments,
     list_discriminators,
     list_generators,
     register_discriminator,
@@ -32,6 +34,8 @@ __all__ = [
     "UnetGenerator",
     "build_discriminator",
     "build_generator",
+    "discriminator_arguments",
+    "generator_arguments",
     "init_weights",
     "list_discriminators",
     "list_generators",

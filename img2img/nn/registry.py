@@ -31,9 +31,7 @@ def _register(table: dict[str, Builder], kind: str, name: str) -> Callable[[Buil
 
 
 def _build(table: dict[str, Builder], kind: str, name: str, kwargs: dict) -> nn.Module:
-    if name not in table:
-        known = ", ".join(sorted(table)) or "(none)"
-        raise UsageError(f"unknown {kind} {name!r}; known {kind}s: {known}")
+    _accepted(table, kind, name, {})  # an unknown name is a usage error
     builder = table[name]
     params = inspect.signature(builder).parameters
     accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
@@ -46,6 +44,29 @@ def _build(table: dict[str, Builder], kind: str, name: str, kwargs: dict) -> nn.
                 f"valid arguments: {valid}"
             )
     return builder(**kwargs)
+
+
+def _accepted(table: dict[str, Builder], kind: str, name: str, candidates: dict) -> dict:
+    if name not in table:
+        known = ", ".join(sorted(table)) or "(none)"
+        raise UsageError(f"unknown {kind} {name!r}; known {kind}s: {known}")
+    params = inspect.signature(table[name]).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return dict(candidates)
+    return {k: v for k, v in candidates.items() if k in params}
+
+
+def generator_arguments(name: str, **candidates) -> dict:
+    """The entries of ``candidates`` that generator ``name`` takes: a caller offers every
+    setting it has (``ngf``, ``norm``, ``upsample``, ``num_downs``, ...) and the
+    architecture's builder keeps the ones in its signature."""
+    return _accepted(_GENERATORS, "generator", name, candidates)
+
+
+def discriminator_arguments(name: str, **candidates) -> dict:
+    """The entries of ``candidates`` that discriminator ``name`` takes (see
+    :func:`generator_arguments`)."""
+    return _accepted(_DISCRIMINATORS, "discriminator", name, candidates)
 
 
 def register_generator(name: str) -> Callable[[Builder], Builder]:

@@ -2,9 +2,29 @@
 
 Layout: a 7x7 stem, two stride-2 downsampling convs, ``n_blocks`` residual blocks at 1/4
 resolution, two 2x upsampling stages and a 7x7 output conv followed by Tanh.
+
+Encoder features by name (for patch-wise losses such as CUT's PatchNCE):
+``generator(x, features=["down1", "block5"])`` returns those layers' outputs instead of the
+image, running the network only as far as the last one. The names, in order:
+
+========  ==========================================================  =============
+name      output of                                                   size
+========  ==========================================================  =============
+input     the reflection padding of the input                         H+6, in_ch
+stem      the 7x7 stem (conv, norm, ReLU)                             H, ngf
+down1     the first downsampling conv (before its norm)               H/2, 2 ngf
+down2     the second downsampling conv (before its norm)              H/4, 4 ngf
+blockK    residual block K (1-based)                                  H/4, 4 ngf
+========  ==========================================================  =============
+
+They are recorded while the layers are built, so they do not depend on how indices of
+the sequential model fall; the state dict and ``generator(x)`` are unchanged.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
 
 from torch import Tensor, nn
 
@@ -59,6 +79,13 @@ def _upsample(in_ch: int, out_ch: int, kind: str, bias: bool) -> list[nn.Module]
     ]
 
 
+class FeatureLayer(NamedTuple):
+    """A named encoder layer: its position in ``model`` and its output channels."""
+
+    index: int
+    channels: int
+
+
 class ResnetGenerator(nn.Module):
     """ResNet image-to-image generator; output has the input's size and lies in [-1, 1].
 
@@ -93,23 +120,29 @@ class ResnetGenerator(nn.Module):
         self.size_multiple = 4
         self.scale = 1
         bias = uses_bias(norm)
+        self.feature_layers: dict[str, FeatureLayer] = {}
 
-        layers: list[nn.Module] = [
-            ReflectionPad2d(3),
+        def tap(name: str, channels: int) -> None:  # the layer appended last is `name`
+            self.feature_layers[name] = FeatureLayer(len(layers) - 1, channels)
+
+        layers: list[nn.Module] = [ReflectionPad2d(3)]
+        tap("input", in_channels)
+        layers += [
             nn.Conv2d(in_channels, ngf, kernel_size=7, bias=bias),
             norm_layer(norm, ngf),
             nn.ReLU(inplace=True),
         ]
+        tap("stem", ngf)
         channels = ngf
-        for _ in range(2):  # downsample: H -> H/2 -> H/4
-            layers += [
-                nn.Conv2d(channels, channels * 2, kernel_size=3, stride=2, padding=1, bias=bias),
-                norm_layer(norm, channels * 2),
-                nn.ReLU(inplace=True),
-            ]
+        for i in range(2):  # downsample: H -> H/2 -> H/4
+            layers.append(
+                nn.Conv2d(channels, channels * 2, kernel_size=3, stride=2, padding=1, bias=bias))
+            tap(f"down{i + 1}", channels * 2)
+            layers += [norm_layer(norm, channels * 2), nn.ReLU(inplace=True)]
             channels *= 2
-        for _ in range(n_blocks):
+        for i in range(n_blocks):
             layers.append(ResidualBlock(channels, norm=norm, dropout=dropout))
+            tap(f"block{i + 1}", channels)
         for _ in range(2):  # upsample: H/4 -> H/2 -> H
             layers += _upsample(channels, channels // 2, upsample, bias)
             layers += [norm_layer(norm, channels // 2), nn.ReLU(inplace=True)]
@@ -121,13 +154,30 @@ class ResnetGenerator(nn.Module):
         ]
         self.model = nn.Sequential(*layers)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, features: Sequence[str] | None = None) -> Tensor | list[Tensor]:
+        """The translated image; with ``features``, the outputs of those named encoder
+        layers (in the order asked; see the module docstring) and nothing after them."""
         h, w = x.shape[-2:]
         if h % self.size_multiple or w % self.size_multiple:
             raise ValueError(
                 f"input size {h}x{w} must be a multiple of {self.size_multiple} in both dims"
             )
-        return self.model(x)
+        if not features:
+            return self.model(x)
+        unknown = [n for n in features if n not in self.feature_layers]
+        if unknown:
+            raise ValueError(f"unknown feature layer(s) {', '.join(unknown)}; this generator "
+                             f"has {', '.join(self.feature_layers)}")
+        wanted = {self.feature_layers[n].index: n for n in features}
+        last = max(wanted)
+        found: dict[str, Tensor] = {}
+        for i in range(last + 1):
+            x = self.model[i](x)
+            if i in wanted:
+                # with norm "none" an in-place ReLU follows a downsampling conv directly
+                keep = i < last and isinstance(self.model[i + 1], nn.Identity)
+                found[wanted[i]] = x.clone() if keep else x
+        return [found[n] for n in features]
 
 
 @register_generator("resnet")

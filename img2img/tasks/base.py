@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -14,45 +15,73 @@ from img2img.checkpoint import GeneratorMeta, meta_for
 from img2img.config import TrainConfig
 from img2img.data.training_check import InputGeometry
 from img2img.errors import UsageError
-from img2img.nn import build_discriminator, build_generator, init_weights
+from img2img.nn import (
+    build_discriminator,
+    build_generator,
+    discriminator_arguments,
+    generator_arguments,
+    init_weights,
+)
 from img2img.runtime import autocast
+from img2img.tasks.options import TaskOptions
 from img2img.tasks.validation import ValSet
 
 log = logging.getLogger(__name__)
 
-# Published settings shared by the CycleGAN and pix2pix papers.
-IMAGE_TRANSLATION_DEFAULTS: dict[str, Any] = {
-    "lr": 2e-4, "beta1": 0.5, "load_size": 286, "crop_size": 256,
-    "discriminator": "patchgan", "lambda_perceptual": 0.0,
-}
+
+@dataclass
+class BenchSpec:
+    """One configuration of a task for ``tools/benchmark.py``: the run settings
+    (:func:`img2img.tasks.make_config` keywords), the batch shapes and a description.
+    ``prepare(task)`` runs on the built task before timing (e.g. random VGG weights)."""
+
+    label: str
+    settings: dict[str, Any]
+    a_shape: tuple[int, ...]
+    b_shape: tuple[int, ...]
+    describe: str
+    notes: list[str] = field(default_factory=list)
+    prepare: Callable[[Task], None] | None = None
 
 
 class Task:
     """Base class: owns the networks and optimisers of one method and its train step.
 
-    Subclasses fill ``self.nets`` and ``self.optimizers`` in ``__init__`` and implement
-    :meth:`build_dataset`, :meth:`train_step`, :meth:`sample_rows` and :meth:`exports`.
-    The trainer handles the loop, schedules, logging and checkpoints.
+    A method declares ``Options`` (a dataclass of its settings with their published
+    defaults and help texts: its command-line flags) and ``default_epochs`` (constant,
+    decay). Subclasses fill ``self.nets`` and ``self.optimizers`` in ``__init__`` and
+    implement :meth:`build_dataset`, :meth:`train_step`, :meth:`sample_rows`,
+    :meth:`exports` and :meth:`benchmark_specs`. The trainer handles the loop, schedules,
+    logging and checkpoints.
     """
 
     name = "base"
-    # Published defaults for the config fields left as None on the command line.
-    defaults: dict[str, Any] = {}
+    Options: type[TaskOptions] = TaskOptions
+    # Published schedule when neither --steps nor --epochs is given: epochs at constant lr,
+    # then epochs of linear decay to zero.
+    default_epochs: tuple[int, int] = (100, 100)
 
     @classmethod
     def apply_defaults(cls, cfg: TrainConfig) -> TrainConfig:
-        """Fill the fields the user did not set with this method's published defaults."""
-        defaulted = set()
-        for key, value in cls.defaults.items():
-            if getattr(cfg, key) is None:
-                setattr(cfg, key, value)
-                defaulted.add(key)
-        if "load_size" in defaulted and cfg.crop_size and cfg.load_size < cfg.crop_size:
-            cfg.load_size = cfg.crop_size * 286 // 256  # keep the published load/crop ratio
+        """Give ``cfg`` this method's options (the published defaults if it has none) and
+        fill the defaults that depend on other settings."""
+        if cfg.options is None:
+            cfg.options = cls.Options()
+        elif type(cfg.options) is not cls.Options:
+            raise UsageError(f"--task {cls.name} takes {cls.Options.__name__}, not "
+                             f"{type(cfg.options).__name__}")
+        cfg.options.fill_defaults()
         return cfg
 
+    @classmethod
+    def benchmark_specs(cls, quick: bool) -> list[BenchSpec]:
+        """The published configuration(s) to time (tiny ones with ``quick``)."""
+        raise NotImplementedError
+
     def __init__(self, cfg: TrainConfig, device: torch.device) -> None:
+        self.apply_defaults(cfg)
         self.cfg = cfg
+        self.opt = cfg.options
         self.device = device
         self.nets: dict[str, nn.Module] = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
@@ -102,7 +131,7 @@ class Task:
     def make_generator(self, key: str, arch: str, **kwargs: Any) -> nn.Module:
         """Build, initialise and register generator ``key``; remembers how it was built."""
         net = _built(build_generator, "--generator", arch, kwargs)
-        init_weights(net, self.cfg.init, self.cfg.init_gain)
+        init_weights(net, self.opt.init, self.opt.init_gain)
         self._arch[key] = (arch, kwargs)
         self.nets[key] = net.to(self.device)
         return self.nets[key]
@@ -110,27 +139,22 @@ class Task:
     def make_discriminator(self, key: str, arch: str, **kwargs: Any) -> nn.Module:
         """Build, initialise and register discriminator ``key``."""
         net = _built(build_discriminator, "--discriminator", arch, kwargs)
-        init_weights(net, self.cfg.init, self.cfg.init_gain)
+        init_weights(net, self.opt.init, self.opt.init_gain)
         self.nets[key] = net.to(self.device)
         return self.nets[key]
 
     def image_generator_kwargs(self) -> dict[str, Any]:
-        """Generator arguments for the image-to-image (ResNet / U-Net) architectures."""
-        c = self.cfg
-        kwargs: dict[str, Any] = {"ngf": c.ngf, "norm": c.norm, "dropout": c.dropout}
-        if c.generator.startswith("resnet"):
-            kwargs["upsample"] = c.upsample
-        if c.generator == "unet":
-            kwargs["num_downs"] = c.num_downs
-        return kwargs
+        """Arguments of ``--generator`` from the image-translation options: the ones its
+        builder takes (``upsample`` for the ResNets, ``num_downs`` for the generic U-Net)."""
+        o = self.opt
+        return generator_arguments(o.generator, ngf=o.ngf, norm=o.norm, dropout=o.dropout,
+                                   upsample=o.upsample, num_downs=o.num_downs)
 
     def patch_discriminator_kwargs(self, in_channels: int = 3) -> dict[str, Any]:
-        """Discriminator arguments for PatchGAN / PixelGAN."""
-        c = self.cfg
-        kwargs: dict[str, Any] = {"in_channels": in_channels, "ndf": c.ndf, "norm": c.norm}
-        if c.discriminator == "patchgan":
-            kwargs["n_layers"] = c.n_layers_d
-        return kwargs
+        """Arguments of ``--discriminator`` (PatchGAN / PixelGAN) that its builder takes."""
+        o = self.opt
+        return discriminator_arguments(o.discriminator, in_channels=in_channels, ndf=o.ndf,
+                                       norm=o.norm, n_layers=o.n_layers_d)
 
     def generator_meta(self, key: str, direction: str, **extra: Any) -> GeneratorMeta:
         """Checkpoint metadata for generator ``key``."""
@@ -145,7 +169,7 @@ class Task:
         16 ms vs 43 ms per step); otherwise the multi-tensor ``foreach`` version.
         """
         params = [p for net in nets for p in net.parameters()]
-        kwargs = {"lr": self.cfg.lr, "betas": (self.cfg.beta1, self.cfg.beta2)}
+        kwargs = {"lr": self.opt.lr, "betas": (self.opt.beta1, self.opt.beta2)}
         try:
             return torch.optim.Adam(params, fused=True, **kwargs)
         except RuntimeError:  # device without a fused kernel

@@ -11,7 +11,7 @@ folders (the network that maps folder B to folder A is written as ``G_B2A``).
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,49 +26,76 @@ from img2img.data.training_check import InputGeometry
 from img2img.data.unpaired import UnpairedDataset, domain_folder
 from img2img.errors import UsageError
 from img2img.losses import GANLoss, cycle_loss, discriminator_loss, identity_loss
-from img2img.tasks.base import IMAGE_TRANSLATION_DEFAULTS, Task
+from img2img.options import non_negative_int, option
+from img2img.tasks.base import BenchSpec, Task
 from img2img.tasks.image_pool import ImagePool
+from img2img.tasks.options import ImageTranslationOptions
 from img2img.tasks.validation import ValSet, spread, unpaired_set
+
+
+@dataclass
+class CycleGANOptions(ImageTranslationOptions):
+    """CycleGAN's settings: resnet_9blocks, instance norm, LSGAN (the inherited defaults)."""
+
+    lambda_a: float = option(10.0, "weight of the A -> B -> A cycle loss", type=float)
+    lambda_b: float = option(10.0, "weight of the B -> A -> B cycle loss", type=float)
+    lambda_identity: float = option(0.5, "weight of the identity loss, times the cycle "
+                                         "weight", type=float)
+    pool_size: int = option(50, "fake images kept to train the discriminators (0: none)",
+                            type=non_negative_int)
+
+
+def unpaired_benchmark(task: str, quick: bool) -> list[BenchSpec]:
+    """The published unpaired configuration to time: resnet_9blocks + 70x70 PatchGAN at
+    256x256, batch 1 (64x64, ngf 16 with ``quick``)."""
+    s, w = (64, 16) if quick else (256, 64)
+    return [BenchSpec(task, {"task": task, "crop_size": s, "ngf": w, "ndf": w},
+                      (1, 3, s, s), (1, 3, s, s),
+                      f"resnet_9blocks + 70x70 PatchGAN, {s}x{s}, batch 1, ngf {w}")]
 
 
 class CycleGANTask(Task):
     """Unpaired translation between domains A and B."""
 
     name = "cyclegan"
-    defaults = {**IMAGE_TRANSLATION_DEFAULTS, "generator": "resnet_9blocks", "norm": "instance",
-                "dropout": False, "gan_mode": "lsgan", "pool_size": 50}
+    Options = CycleGANOptions
 
     def __init__(self, cfg: TrainConfig, device: torch.device) -> None:
         super().__init__(cfg, device)
+        o: CycleGANOptions = self.opt
         g_kwargs = self.image_generator_kwargs()
-        self.g_a2b = self.make_generator("G_A2B", cfg.generator, **g_kwargs)
-        self.g_b2a = self.make_generator("G_B2A", cfg.generator, **g_kwargs)
+        self.g_a2b = self.make_generator("G_A2B", o.generator, **g_kwargs)
+        self.g_b2a = self.make_generator("G_B2A", o.generator, **g_kwargs)
         d_kwargs = self.patch_discriminator_kwargs()
-        self.d_a = self.make_discriminator("D_A", cfg.discriminator, **d_kwargs)
-        self.d_b = self.make_discriminator("D_B", cfg.discriminator, **d_kwargs)
+        self.d_a = self.make_discriminator("D_A", o.discriminator, **d_kwargs)
+        self.d_b = self.make_discriminator("D_B", o.discriminator, **d_kwargs)
         self.optimizers["G"] = self.adam(self.g_a2b, self.g_b2a)
         self.optimizers["D"] = self.adam(self.d_a, self.d_b)
-        self.gan_loss = GANLoss(cfg.gan_mode)
+        self.gan_loss = GANLoss(o.gan_mode)
         # one pool per process (under torchrun each rank draws its own history)
-        self.pool_a = ImagePool(cfg.pool_size, seed=cfg.seed + 1 + 1000 * self.rank)
-        self.pool_b = ImagePool(cfg.pool_size, seed=cfg.seed + 2 + 1000 * self.rank)
+        self.pool_a = ImagePool(o.pool_size, seed=cfg.seed + 1 + 1000 * self.rank)
+        self.pool_b = ImagePool(o.pool_size, seed=cfg.seed + 2 + 1000 * self.rank)
+
+    @classmethod
+    def benchmark_specs(cls, quick: bool) -> list[BenchSpec]:
+        return unpaired_benchmark(cls.name, quick)
 
     def build_dataset(self) -> Dataset:
-        c = self.cfg
-        return UnpairedDataset(c.data, "train", c.direction, c.preprocess, c.load_size,
-                               c.crop_size, flip=not c.no_flip, seed=c.seed,
+        c, o = self.cfg, self.opt
+        return UnpairedDataset(c.data, "train", o.direction, o.preprocess, o.load_size,
+                               o.crop_size, flip=not c.no_flip, seed=c.seed,
                                multiple=self.input_geometry().multiple)
 
     def input_geometry(self) -> InputGeometry:
         geometry = super().input_geometry()
-        if not geometry.uniform and self.cfg.pool_size > 0:  # the pool batches past fakes
+        if not geometry.uniform and self.opt.pool_size > 0:  # the pool batches past fakes
             geometry = replace(geometry, uniform=f"the image pool (--pool-size "
-                                                 f"{self.cfg.pool_size})")
+                                                 f"{self.opt.pool_size})")
         return geometry
 
     def _generator_losses(self, real_a: torch.Tensor, real_b: torch.Tensor
                           ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        c = self.cfg
+        c = self.opt
         fake_b = self.g_a2b(real_a)
         fake_a = self.g_b2a(real_b)
         parts = {
@@ -117,7 +144,7 @@ class CycleGANTask(Task):
                 torch.cat([real_b, fake_a, self.g_a2b(fake_a)], 3)]
 
     def exports(self) -> dict[str, tuple[nn.Module, GeneratorMeta]]:
-        swap = self.cfg.direction == "BtoA"
+        swap = self.opt.direction == "BtoA"
         names = ("G_B2A", "G_A2B") if swap else ("G_A2B", "G_B2A")
         return {
             f"{names[0]}.safetensors": (self.g_a2b, self.generator_meta("G_A2B", names[0][2:])),

@@ -10,6 +10,7 @@ The exported generator is ``G_A2B.safetensors`` (``G_B2A`` with ``--direction Bt
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,40 +23,69 @@ from img2img.config import TrainConfig
 from img2img.data.paired import PairedDataset
 from img2img.errors import UsageError
 from img2img.losses import GANLoss, l1_loss
-from img2img.tasks.base import IMAGE_TRANSLATION_DEFAULTS, Task
+from img2img.losses.gan import GAN_MODES
+from img2img.nn.norm import NORM_KINDS
+from img2img.options import PAIR, option
+from img2img.tasks.base import BenchSpec, Task
+from img2img.tasks.options import ImageTranslationOptions
 from img2img.tasks.validation import ValSet, spread
+
+
+@dataclass
+class Pix2PixOptions(ImageTranslationOptions):
+    """pix2pix's settings: unet_256 with batch norm and dropout, vanilla GAN, L1."""
+
+    generator: str = option("unet_256",
+                            "unet_256|unet_128|unet|resnet_9blocks|resnet_6blocks|resnet")
+    norm: str = option("batch", "normalisation layers", choices=NORM_KINDS)
+    dropout: bool = option(True, "dropout in the generator", boolean=PAIR)
+    gan_mode: str = option("vanilla", "adversarial loss", choices=GAN_MODES)
+    lambda_l1: float = option(100.0, "weight of the L1 loss", type=float)
+    lambda_perceptual: float = option(0.0, "weight of the VGG19 perceptual loss", type=float)
+    vgg_weights: str | None = option(None, "VGG19 weights file", shown="the torch hub cache",
+                                     may_change=True)
 
 
 class Pix2PixTask(Task):
     """Paired translation A -> B."""
 
     name = "pix2pix"
-    defaults = {**IMAGE_TRANSLATION_DEFAULTS, "generator": "unet_256", "norm": "batch",
-                "dropout": True, "gan_mode": "vanilla", "pool_size": 0}
+    Options = Pix2PixOptions
 
     def __init__(self, cfg: TrainConfig, device: torch.device) -> None:
         super().__init__(cfg, device)
-        self.g = self.make_generator("G", cfg.generator, **self.image_generator_kwargs())
-        self.d = self.make_discriminator("D", cfg.discriminator,
+        o: Pix2PixOptions = self.opt
+        self.g = self.make_generator("G", o.generator, **self.image_generator_kwargs())
+        self.d = self.make_discriminator("D", o.discriminator,
                                          **self.patch_discriminator_kwargs(in_channels=6))
         self.optimizers["G"] = self.adam(self.g)
         self.optimizers["D"] = self.adam(self.d)
-        self.gan_loss = GANLoss(cfg.gan_mode)
+        self.gan_loss = GANLoss(o.gan_mode)
         self.perceptual: nn.Module | None = None
-        if cfg.lambda_perceptual > 0:
+        if o.lambda_perceptual > 0:
             from img2img.losses.perceptual import PerceptualLoss
 
-            self.perceptual = PerceptualLoss(weights=cfg.vgg_weights).to(device)
+            self.perceptual = PerceptualLoss(weights=o.vgg_weights).to(device)
+
+    @classmethod
+    def benchmark_specs(cls, quick: bool) -> list[BenchSpec]:
+        s, w = (64, 16) if quick else (256, 64)
+        gen = {"generator": "unet", "num_downs": 6} if quick else {"generator": "unet_256"}
+        name = "unet (6 downs)" if quick else "unet_256"
+        return [BenchSpec("pix2pix", {"task": "pix2pix", "crop_size": s, "ngf": w, "ndf": w,
+                                      **gen},
+                          (1, 3, s, s), (1, 3, s, s),
+                          f"{name} + 70x70 PatchGAN, {s}x{s}, batch 1, ngf {w}")]
 
     def build_dataset(self) -> Dataset:
-        c = self.cfg
-        return PairedDataset(c.data, "train", c.direction, c.preprocess, c.load_size,
-                             c.crop_size, flip=not c.no_flip, seed=c.seed,
+        c, o = self.cfg, self.opt
+        return PairedDataset(c.data, "train", o.direction, o.preprocess, o.load_size,
+                             o.crop_size, flip=not c.no_flip, seed=c.seed,
                              multiple=self.input_geometry().multiple)
 
     def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
         real_a, real_b = self.to_device(batch, "A", "B")
-        c = self.cfg
+        c = self.opt
         with self.autocast():
             fake_b = self.g(real_a)
         # discriminator step on (A, B) pairs
@@ -89,7 +119,7 @@ class Pix2PixTask(Task):
         return [torch.cat([real_a, self.g(real_a), real_b], 3)]
 
     def exports(self) -> dict[str, tuple[nn.Module, GeneratorMeta]]:
-        name = "G_B2A" if self.cfg.direction == "BtoA" else "G_A2B"
+        name = "G_B2A" if self.opt.direction == "BtoA" else "G_A2B"
         return {f"{name}.safetensors": (self.g, self.generator_meta("G", name[2:]))}
 
     def validation_sets(self, root: str | None, limit: int) -> list[ValSet]:

@@ -33,6 +33,7 @@ from img2img.metrics import evaluate_pair
 from img2img.metrics import inception_weights as iw
 from img2img.metrics.unpaired import evaluate_unpaired
 from img2img.nn import build_generator
+from img2img.tasks import make_config
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -66,7 +67,7 @@ def cyclegan(data: Path, out: Path, **kw: object) -> TrainConfig:
                 workers=0, device="cpu", quiet=True, sample_every=0, save_every=0, seed=1,
                 val_every=2, val_max=3)
     base.update(kw)
-    return TrainConfig(**base)  # type: ignore[arg-type]
+    return make_config(**base)
 
 
 @needs_weights
@@ -112,7 +113,7 @@ def test_pix2pix_logs_psnr_ssim_of_the_test_pairs_and_fid(tmp_path: Path) -> Non
             write_image(root / f"{split}A" / f"{i}.png", a)
             write_image(root / f"{split}B" / f"{i}.png", 255 - a)
     out = tmp_path / "run"
-    train(TrainConfig(task="pix2pix", data=str(root), out=str(out), steps=2, batch_size=2,
+    train(make_config(task="pix2pix", data=str(root), out=str(out), steps=2, batch_size=2,
                       generator="unet", num_downs=5, ngf=8, ndf=8, load_size=36, crop_size=32,
                       workers=0, device="cpu", quiet=True, sample_every=0, save_every=0,
                       val_every=2, val_max=3))
@@ -143,7 +144,7 @@ def sr(data: Path, out: Path, **kw: object) -> TrainConfig:
                 sample_every=0, save_every=0, seed=0, lr=1e-3, val_every=2,
                 val_data=str(data / "val"), val_max=3)
     base.update(kw)
-    return TrainConfig(**base)  # type: ignore[arg-type]
+    return make_config(**base)
 
 
 def sr_scores(checkpoint: Path, val: Path) -> dict[str, float]:

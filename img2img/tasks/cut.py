@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -51,6 +52,7 @@ from img2img.nn.init import INIT_KINDS
 from img2img.options import PAIR, option, positive_float, positive_int
 from img2img.tasks.base import BenchSpec, Task
 from img2img.tasks.options import ImageTranslationOptions
+from img2img.tasks.validation import ValSet, unpaired_sets
 
 # The reference's layer indices with an equivalent here (before 12: the encoder's head).
 REFERENCE_LAYERS = {0: "input", 3: "stem", 4: "down1", 8: "down2"}
@@ -208,6 +210,10 @@ class CUTTask(Task):
     def sample_rows(self, batch: dict[str, Any]) -> list[torch.Tensor]:
         real_a, real_b = self.to_device(batch, "A", "B")
         return [torch.cat([real_a, self.g(real_a)], 3), torch.cat([real_b, self.g(real_b)], 3)]
+
+    def validation_sets(self, root: str | None, limit: int) -> list[ValSet]:
+        """See :func:`img2img.tasks.validation.unpaired_sets`."""
+        return unpaired_sets(self.exports(), Path(root or self.cfg.data), limit)
 
     def exports(self) -> dict[str, tuple[nn.Module, GeneratorMeta]]:
         name = "G_B2A" if self.opt.direction == "BtoA" else "G_A2B"

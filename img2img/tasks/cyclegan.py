@@ -21,16 +21,14 @@ from torch.utils.data import Dataset
 
 from img2img.checkpoint import GeneratorMeta
 from img2img.config import TrainConfig
-from img2img.data.scan import list_images
 from img2img.data.training_check import InputGeometry
-from img2img.data.unpaired import UnpairedDataset, domain_folder
-from img2img.errors import UsageError
+from img2img.data.unpaired import UnpairedDataset
 from img2img.losses import GANLoss, cycle_loss, discriminator_loss, identity_loss
 from img2img.options import non_negative_int, option
 from img2img.tasks.base import BenchSpec, Task
 from img2img.tasks.image_pool import ImagePool
 from img2img.tasks.options import ImageTranslationOptions
-from img2img.tasks.validation import ValSet, spread, unpaired_set
+from img2img.tasks.validation import ValSet, unpaired_sets
 
 
 @dataclass
@@ -152,27 +150,8 @@ class CycleGANTask(Task):
         }
 
     def validation_sets(self, root: str | None, limit: int) -> list[ValSet]:
-        """Each exported generator ``G_X2Y`` translates ``ROOT/testX``, compared with
-        ``ROOT/testY`` (``ROOT/trainY`` when there is no test folder); ``ROOT`` is
-        ``--val-data`` or ``--data``. A direction without test images is not validated."""
-        base = Path(root or self.cfg.data)
-        sets = []
-        for name in self.exports():  # names follow the folders: G_A2B, G_B2A
-            label = name[2:5]
-            src, dst = base / f"test{label[0]}", base / f"test{label[2]}"
-            inputs = list_images(src) if src.is_dir() else []
-            if not inputs:
-                continue
-            refs = list_images(dst) if dst.is_dir() else []
-            if not refs:
-                dst = base / f"train{label[2]}"
-                refs = domain_folder(base, dst.name)
-            sets.append(unpaired_set(name, label, src, spread(inputs, limit), dst,
-                                     spread(refs, limit)))
-        if not sets:
-            raise UsageError(f"--val-every: no images in {base / 'testA'} or {base / 'testB'} "
-                             f"to validate on (--val-data ROOT: a dataset root with them)")
-        return sets
+        """See :func:`img2img.tasks.validation.unpaired_sets`."""
+        return unpaired_sets(self.exports(), Path(root or self.cfg.data), limit)
 
     def extra_state(self) -> dict[str, Any]:
         return {"pool_a": self.pool_a.state_dict(), "pool_b": self.pool_b.state_dict()}

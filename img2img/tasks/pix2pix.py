@@ -129,7 +129,7 @@ class Pix2PixTask(Task):
         c = self.cfg
         base = Path(root or c.data)
         try:
-            data = PairedDataset(base, "test", c.direction, "none", flip=False)
+            data = PairedDataset(base, "test", self.opt.direction, "none", flip=False)
         except (FileNotFoundError, UsageError) as exc:
             raise UsageError(f"--val-every needs the test pairs: {exc}") from None
         picked = spread(range(len(data)), limit)

@@ -208,7 +208,7 @@ class SRGANTask(Task):
         """``--val-data``: whole high-resolution images (or ``HR`` + ``LR_x{scale}`` pairs),
         their inputs made as in training; PSNR/SSIM on Y with a border of ``scale`` pixels,
         the SR papers' protocol."""
-        s = self.cfg.scale
+        s = self.opt.scale
         if not root:
             raise UsageError(f"--task srgan --val-every needs --val-data DIR: high-resolution "
                              f"validation images (or DIR/HR + DIR/LR_x{s})")

@@ -13,7 +13,7 @@ sampled across; the choice is the same in every validation of a run.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -21,6 +21,9 @@ from typing import TypeVar
 import numpy as np
 
 from img2img.data.io import read_image
+from img2img.data.scan import list_images
+from img2img.data.unpaired import domain_folder
+from img2img.errors import UsageError
 
 __all__ = ["INCEPTION_METRICS", "METRICS", "PAIRED_METRICS", "ValSet", "spread",
            "unpaired_set"]
@@ -84,3 +87,26 @@ def unpaired_set(export: str, label: str, inputs_dir: Path, inputs: list[Path],
                   names=[p.relative_to(inputs_dir).as_posix() for p in inputs],
                   load=lambda i: (read_image(inputs[i]), None), source=str(inputs_dir),
                   reference=reference, ref_source=str(ref_dir), ref_files=tuple(reference))
+
+
+def unpaired_sets(exports: Iterable[str], base: Path, limit: int) -> list[ValSet]:
+    """Each exported generator ``G_X2Y`` translates ``BASE/testX``, compared with
+    ``BASE/testY`` (``BASE/trainY`` when there is no test folder); ``BASE`` is ``--val-data``
+    or ``--data``. A direction without test images is not validated."""
+    sets = []
+    for name in exports:  # names follow the folders: G_A2B, G_B2A
+        label = name[2:5]
+        src, dst = base / f"test{label[0]}", base / f"test{label[2]}"
+        inputs = list_images(src) if src.is_dir() else []
+        if not inputs:
+            continue
+        refs = list_images(dst) if dst.is_dir() else []
+        if not refs:
+            dst = base / f"train{label[2]}"
+            refs = domain_folder(base, dst.name)
+        sets.append(unpaired_set(name, label, src, spread(inputs, limit), dst,
+                                 spread(refs, limit)))
+    if not sets:
+        raise UsageError(f"--val-every: no images in {base / 'testA'} or {base / 'testB'} "
+                         f"to validate on (--val-data ROOT: a dataset root with them)")
+    return sets

@@ -29,11 +29,11 @@ from imgfactory import (
 
 from img2img import cli
 from img2img.checkpoint import meta_for, save_generator
-from img2img.config import TrainConfig
 from img2img.data.io import read_image, write_image
 from img2img.engine import charts, report
 from img2img.engine.trainer import train
 from img2img.nn import build_generator
+from img2img.tasks import make_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 HINT = html.escape(charts.INSTALL_HINT)  # as the page shows it
@@ -146,7 +146,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for i in range(4):
         write_image(root / "data" / "trainA" / f"a{i}.png", photo_like(36, 36, seed=i))
         write_image(root / "data" / "trainB" / f"b{i}.png", photo_like(36, 36, seed=40 + i))
-    cfg = TrainConfig(task="cyclegan", data=str(root / "data"), out=str(root / "run"), steps=6,
+    cfg = make_config(task="cyclegan", data=str(root / "data"), out=str(root / "run"), steps=6,
                       batch_size=1, generator="resnet_6blocks", ngf=8, ndf=8, load_size=36,
                       crop_size=32, workers=0, device="cpu", quiet=True, log_every=1,
                       sample_every=3, save_every=0, seed=0)

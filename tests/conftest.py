@@ -8,6 +8,11 @@ if _TESTS_DIR not in sys.path:
     sys.path.insert(0, _TESTS_DIR)
 
 
+import threading  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from functools import partial  # noqa: E402
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
+
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -44,3 +49,23 @@ def cpu_flags_unknown():  # noqa: ANN201 - generator fixture
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(CPU_FLAGS_ENV, "")
         yield
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+@pytest.fixture()
+def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """(base URL, served folder): a local HTTP server on a free port."""
+    served = tmp_path / "served"
+    served.mkdir()
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(served)))
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", served
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

@@ -25,14 +25,11 @@ import difflib
 import json
 import os
 import re
-import shutil
-import tempfile
-from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 from img2img.data.archive import ArchiveError, extract_archive
-from img2img.data.fetch import ByteProgress, DownloadError, fetch
+from img2img.data.fetch import ByteProgress, DownloadError, fetch, work_folder
 from img2img.errors import UsageError
 
 __all__ = [
@@ -235,14 +232,7 @@ def download_dataset(name: str, out: str | os.PathLike[str] = "datasets", *,
     url = dataset_url(ds, url_base)
     if (dest.exists() or dest.is_symlink()) and not overwrite:
         return DownloadResult(dest, True, url)
-    created = not out_p.exists()
-    try:
-        out_p.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f".{ds.name}.", suffix=".download", dir=out_p))
-    except OSError as exc:
-        raise DownloadError(f"cannot create {out_p}: {exc.strerror or exc}") from None
-    ok = False
-    try:
+    with work_folder(out_p, ds.name, ".download") as work:
         archive = work / ds.archive
         got_size, got_sha = fetch(url, archive, progress, timeout, size=want_size,
                                   sha256=want_sha)
@@ -267,12 +257,6 @@ def download_dataset(name: str, out: str | os.PathLike[str] = "datasets", *,
             if previous.exists() and not dest.exists():
                 os.replace(previous, dest)  # put the old dataset back
             raise DownloadError(f"cannot move the dataset to {dest}: {exc}") from None
-        ok = True
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-        if created and not ok:
-            with suppress(OSError):
-                out_p.rmdir()  # only if still empty: a failed download leaves no trace
     return DownloadResult(dest, False, url, got_size, got_sha, bool(want_sha),
                           dest / MANIFEST_NAME if manifest else None)
 

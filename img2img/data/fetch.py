@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import socket
+import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Callable
-from contextlib import suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from tqdm import tqdm
@@ -113,3 +115,25 @@ def fetch(url: str, dst: str | os.PathLike[str], progress: ByteProgress | None =
     finally:
         with suppress(OSError):
             part.unlink()  # gone already after a successful os.replace
+
+
+@contextmanager
+def work_folder(out: Path, name: str, suffix: str) -> Iterator[Path]:
+    """A temp folder ``out/.NAME.*SUFFIX`` (``out`` created with its parents) for a download in
+    progress. It is removed afterwards, and so is ``out`` when this created it and the body
+    failed, so a failed download leaves no trace. DownloadError when ``out`` cannot be made."""
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=suffix, dir=out))
+    except OSError as exc:
+        raise DownloadError(f"cannot create {out}: {exc.strerror or exc}") from None
+    ok = False
+    try:
+        yield work
+        ok = True
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        if created and not ok:
+            with suppress(OSError):
+                out.rmdir()  # only if still empty

@@ -16,15 +16,13 @@ failure leaves nothing in the folder (and removes the folder if it was created h
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import urllib.parse
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 from img2img.checkpoint import CheckpointError, GeneratorMeta
-from img2img.data.fetch import ByteProgress, DownloadError, fetch
+from img2img.data.fetch import ByteProgress, DownloadError, fetch, work_folder
 from img2img.errors import UsageError
 from img2img.foreign.catalogue import CATALOGUE, FAMILIES, PublishedModel, lookup
 from img2img.inference.loader import import_checkpoint
@@ -106,14 +104,7 @@ def fetch_model(name: str, out_dir: str | os.PathLike[str], *, url: str | None =
         return FetchedModel(entry, dest, src_url, skipped=True)
     if out_p.exists() and not out_p.is_dir():
         raise UsageError(f"--out {out_p} exists and is not a folder")
-    created = not out_p.exists()
-    try:
-        out_p.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", suffix=".fetch", dir=out_p))
-    except OSError as exc:
-        raise DownloadError(f"cannot create {out_p}: {exc.strerror or exc}") from None
-    ok = False
-    try:
+    with work_folder(out_p, entry.name, ".fetch") as work:
         src = work / entry.file_name
         size, sha256 = fetch(src_url, src, progress, timeout, sha256=entry.sha256)
         converted = work / dest.name
@@ -136,11 +127,5 @@ def fetch_model(name: str, out_dir: str | os.PathLike[str], *, url: str | None =
                 with suppress(OSError):
                     kept.unlink()
             raise DownloadError(f"cannot write {dest}: {exc.strerror or exc}") from None
-        ok = True
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-        if created and not ok:
-            with suppress(OSError):
-                out_p.rmdir()  # only if still empty: a failed fetch leaves no trace
     return FetchedModel(entry, dest, src_url, False, size, sha256, entry.sha256 is not None,
                         kept, meta)

@@ -15,7 +15,7 @@ from types import ModuleType
 
 import pytest
 
-import img2img.data.download as dl
+import img2img.data.archive as archive
 import img2img.data.fetch as fetch_module
 from img2img.data.download import CATALOGUE, dataset_url, lookup
 
@@ -305,8 +305,8 @@ def test_archive_larger_than_free_space_refused(server: tuple[str, Path], tmp_pa
     with zipfile.ZipFile(served / "horse2zebra.zip", "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("horse2zebra/trainA/big.jpg", bytes(8 << 20))  # 8 MiB, ~8 KB compressed
     _tar(served / "night2day.tar.gz", [("night2day/train/big.jpg", bytes(8 << 20))])
-    usage = dl.shutil.disk_usage
-    monkeypatch.setattr(dl.shutil, "disk_usage",
+    usage = archive.shutil.disk_usage  # where the free-space check reads it
+    monkeypatch.setattr(archive.shutil, "disk_usage",
                         lambda p: usage(p)._replace(free=1 << 20))  # 1 MiB free
     out = tmp_path / "datasets"
     for ds in ("horse2zebra", "night2day"):

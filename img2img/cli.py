@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -255,6 +255,23 @@ def report_unexpected(exc: BaseException, debug: bool) -> int:
     hint = "" if debug else " (run with --debug for the traceback)"
     print(f"error: {type(exc).__name__}: {exc}{hint}", file=sys.stderr)
     return EXIT_FAILED
+
+
+def _guarded(body: Callable[[], int], debug: bool,
+             failures: tuple[type[Exception], ...] = ()) -> int:
+    """Run a command's ``body``: a usage error exits 2 and one of ``failures`` exits 1, each
+    with one ``error:`` line; anything else exits 1 with one line (the traceback with
+    ``--debug``)."""
+    try:
+        return body()
+    except _usage_errors() as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except failures as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:  # noqa: BLE001 - one line instead of a traceback
+        return report_unexpected(exc, debug)
 
 
 def _setup_logging(quiet: bool) -> None:
@@ -564,15 +581,13 @@ def import_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``img2img import``."""
     ns = import_parser().parse_args(argv)
     _setup_logging(ns.quiet)
-    try:
-        from img2img.inference.loader import import_checkpoint
+    return _guarded(lambda: _import(ns), ns.debug)
 
-        meta = import_checkpoint(ns.file, ns.out, ns.task, ns.direction, ns.key)
-    except _usage_errors() as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except Exception as exc:  # noqa: BLE001 - one line instead of a traceback
-        return report_unexpected(exc, ns.debug)
+
+def _import(ns: argparse.Namespace) -> int:
+    from img2img.inference.loader import import_checkpoint
+
+    meta = import_checkpoint(ns.file, ns.out, ns.task, ns.direction, ns.key)
     diff = meta.extra.get("parity_max_diff")
     parity = ("not compared with the original layout (no independent forward for this family)"
               if diff is None else f"matches the original layout (max diff {diff:.1g})")
@@ -680,18 +695,15 @@ def export_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``img2img export``: exit 1 when the parity check fails (nothing kept)."""
     ns = export_parser().parse_args(argv)
     _setup_logging(ns.quiet)
-    try:
-        from img2img.inference.onnx_export import OnnxParityError, export_onnx
+    from img2img.inference.onnx_export import OnnxParityError
 
-        report = export_onnx(ns.checkpoint, ns.onnx, ns.opset, ns.fp16, ns.key)
-    except _usage_errors() as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except OnnxParityError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except Exception as exc:  # noqa: BLE001 - one line instead of a traceback
-        return report_unexpected(exc, ns.debug)
+    return _guarded(lambda: _export(ns), ns.debug, failures=(OnnxParityError,))
+
+
+def _export(ns: argparse.Namespace) -> int:
+    from img2img.inference.onnx_export import export_onnx
+
+    report = export_onnx(ns.checkpoint, ns.onnx, ns.opset, ns.fp16, ns.key)
     meta = report.meta
     print(f"wrote {report.path}: {meta.arch} x{meta.scale}, opset {report.opset}, "
           f"{'fp16' if report.fp16 else 'fp32'}, dynamic batch/height/width "
@@ -711,16 +723,14 @@ def report_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("run_dir", help="the --out folder of img2img train")
     add_debug(p)
     ns = p.parse_args(argv)
+    return _guarded(lambda: _report(ns.run_dir), ns.debug)
+
+
+def _report(run_dir: str) -> int:
     from img2img.engine import charts
     from img2img.engine.report import write_report
 
-    try:
-        page = write_report(ns.run_dir)
-    except _usage_errors() as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except Exception as exc:  # noqa: BLE001 - one line instead of a traceback
-        return report_unexpected(exc, ns.debug)
+    page = write_report(run_dir)
     if not charts.available():
         print(f"note: no charts on the page; {charts.INSTALL_HINT}", file=sys.stderr)
     print(f"wrote {page}")

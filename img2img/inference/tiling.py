@@ -286,6 +286,16 @@ def warn_if_not_tileable(translator: Translator) -> None:
                 "but tone may vary between tiles); use a larger --tile if memory allows")
 
 
+def tile_grid(translator: Translator, height: int, width: int, tile: int,
+              overlap: int = DEFAULT_OVERLAP) -> tuple[list[Span], list[Span]]:
+    """The tile rows and columns ``translate_large`` runs for an image of this size
+    (``len(rows) * len(cols)`` tiles in all)."""
+    meta = translator.meta
+    geometry = dict(scale=meta.scale, multiple=meta.size_multiple, min_size=translator.min_size)
+    return (axis_spans(height, tile, overlap, **geometry),
+            axis_spans(width, tile, overlap, **geometry))
+
+
 def translate_large(translator: Translator, reader: WindowReader, writer: BandWriter,
                     tile: int, overlap: int = DEFAULT_OVERLAP, batch_size: int = 4,
                     progress: Callable[[int], None] | None = None) -> TileStats:
@@ -298,9 +308,7 @@ def translate_large(translator: Translator, reader: WindowReader, writer: BandWr
         raise ValueError(f"bad tiling: tile={tile}, overlap={overlap}, batch_size={batch_size}")
     meta = translator.meta
     s = meta.scale
-    geometry = dict(scale=s, multiple=meta.size_multiple, min_size=translator.min_size)
-    rows = axis_spans(reader.height, tile, overlap, **geometry)
-    cols = axis_spans(reader.width, tile, overlap, **geometry)
+    rows, cols = tile_grid(translator, reader.height, reader.width, tile, overlap)
     if len(rows) * len(cols) > 1:
         warn_if_not_tileable(translator)
     out_w = reader.width * s
@@ -443,9 +451,11 @@ def array_layout(image: np.ndarray) -> tuple[list[int], list[int]]:
 
 def translate_array_tiled(translator: Translator, image: np.ndarray, tile: int,
                           overlap: int = DEFAULT_OVERLAP, batch_size: int = 4,
-                          sink: Sink | None = None) -> np.ndarray | None:
+                          sink: Sink | None = None,
+                          progress: Callable[[int], None] | None = None) -> np.ndarray | None:
     """Tiled equivalent of ``translator(image)`` for a uint8/uint16 array (layout, alpha and
-    dtype kept). With ``sink`` the rows go there and None is returned."""
+    dtype kept). With ``sink`` the rows go there and None is returned. ``progress`` is called
+    with the number of tiles done (of ``tile_grid``'s)."""
     colour, alpha = array_layout(image)
     source = ArraySource(image)
     s = translator.meta.scale
@@ -453,7 +463,7 @@ def translate_array_tiled(translator: Translator, image: np.ndarray, tile: int,
                                                   source.count, source.dtype)
     reader = ModelReader(source, colour, translator.meta.in_channels)
     writer = BandAssembler(source, sink or own, s, colour, alpha)  # type: ignore[arg-type]
-    translate_large(translator, reader, writer, tile, overlap, batch_size)
+    translate_large(translator, reader, writer, tile, overlap, batch_size, progress)
     if own is None:
         return None
     return own.array[:, :, 0] if image.ndim == 2 else own.array

@@ -80,6 +80,7 @@ def run(ns: argparse.Namespace) -> int:
     (a checkpoint that does not load, a port in use, Gradio missing)."""
     logging.basicConfig(level=logging.WARNING if ns.quiet else logging.INFO,
                         format="%(levelname)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own start-up requests
     try:
         import gradio  # noqa: F401
     except ImportError:
@@ -105,9 +106,9 @@ def run(ns: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         url = page.launch(demo, ns.host, ns.port, ns.share, quiet=True)
-    except OSError as exc:  # Gradio: "Cannot find empty port in range: 7860-7860"
-        print(f"error: --host {ns.host} --port {ns.port}: cannot listen there ({exc}); "
-              f"choose another --port", file=sys.stderr)
+    except OSError:  # Gradio: "Cannot find empty port in range: 7860-7860. You can ..."
+        print(f"error: --port {ns.port}: cannot listen on {ns.host}:{ns.port} (another server "
+              f"may be using it); choose another --port", file=sys.stderr)
         return EXIT_USAGE
     print(f"img2img app: {url} ({len(entries)} model(s)); Ctrl-C stops it", flush=True)
     if demo.share_url:

@@ -22,7 +22,8 @@ from typing import Any
 import gradio as gr
 
 from img2img.checkpoint import CheckpointError
-from img2img.data.io import IMAGE_EXTENSIONS, ImageIOError
+from img2img.data.io import ImageIOError
+from img2img.data.scan import TRANSLATABLE_EXTENSIONS
 from img2img.errors import UsageError
 from img2img.inference.tiling import TileOptions
 from img2img.webapp.models import DIRECTION_LABELS, ModelEntry
@@ -32,8 +33,8 @@ log = logging.getLogger("img2img")
 
 API_NAME = "translate"
 KEEP_REQUESTS = 4  # request folders kept on disk (Gradio copies results into its cache)
-INTRO = ("Upload or drop an image (PNG, JPEG, TIFF, WebP, BMP; alpha and 16-bit samples are "
-         "kept). Large images are translated in tiles. The slider compares input and output; "
+INTRO = ("Upload or drop an image (PNG, JPEG, TIFF, WebP, BMP, GIF; alpha and 16-bit samples "
+         "are kept). Large images are translated in tiles. The slider compares input and output; "
          "the result below is the full-size file.")
 
 
@@ -115,7 +116,7 @@ def build_app(entries: Sequence[ModelEntry], tiling: TileOptions | None = None,
         with gr.Row():
             with gr.Column(scale=1):
                 upload = gr.File(label="Image", type="filepath", file_count="single",
-                                 file_types=sorted(IMAGE_EXTENSIONS), elem_id="upload")
+                                 file_types=sorted(TRANSLATABLE_EXTENSIONS), elem_id="upload")
                 model = gr.Dropdown([e.label for e in entries], value=entries[0].label,
                                     label="Model", elem_id="model")
                 direction = gr.Radio(label="Direction", elem_id="direction",

@@ -8,6 +8,8 @@ if _TESTS_DIR not in sys.path:
     sys.path.insert(0, _TESTS_DIR)
 
 
+import os  # noqa: E402
+import shutil  # noqa: E402
 import threading  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from functools import partial  # noqa: E402
@@ -69,3 +71,30 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser():  # noqa: ANN201 - generator fixture
+    """Headless Debian Chromium driven by its own chromedriver (Selenium Manager is never
+    asked to find or download one). Skipped where absent, but required under CI."""
+    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        webdriver = None
+    if webdriver is None or not chromium or not driver_path:
+        missing = "selenium (pip install -e '.[dev]')" if webdriver is None else \
+            "chromium and chromedriver (tools/ci_browser.sh installs them)"
+        if os.environ.get("CI"):
+            pytest.fail(f"the browser tests need {missing}")
+        pytest.skip(f"needs {missing}")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--allow-file-access-from-files"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()

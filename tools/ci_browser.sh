@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Headless Chromium and its WebDriver from Debian's packages, for the browser tests of the
-# HTML pages (tests/test_report.py). Installs them with apt-get where they are missing and
-# this is a root shell on a system with apt-get; otherwise it only says what to install
+# HTML pages and the app (tests/test_report.py, tests/test_webapp.py). Installs them with
+# apt-get where they are missing and this is a root shell on a system with apt-get;
+# otherwise it only says what to install
 # (the browser tests then skip, except under CI=true, where they fail).
 set -euo pipefail
 if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then

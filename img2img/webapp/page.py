@@ -133,7 +133,7 @@ def build_app(entries: Sequence[ModelEntry], tiling: TileOptions | None = None,
         run = {"fn": translate, "inputs": [upload, model, direction],
                "outputs": [slider, download, info], "concurrency_limit": 1,
                "concurrency_id": "model"}
-        upload.upload(**run, api_name="on_upload", api_visibility="private")
+        upload.upload(**run, api_name="on_upload", api_visibility="undocumented")
         button.click(**run, api_name=API_NAME)
     demo.queue(default_concurrency_limit=1)
     weakref.finalize(demo, shutil.rmtree, folders.root, ignore_errors=True)

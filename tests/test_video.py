@@ -69,9 +69,11 @@ def translator(checkpoint: Path) -> Translator:
 
 def make_clip(path: Path, width: int = W, height: int = H, frames: int = N,
               codec: str = "libx264", pix_fmt: str = "yuv420p", audio: str | None = "aac",
-              rotation: int | None = None, sar: Fraction | None = None) -> Path:
+              rotation: int | None = None, sar: Fraction | None = None,
+              vfr: bool = False) -> Path:
     """A clip whose frames all differ (a moving square on a textured background), with
-    ``frames / FPS`` seconds of a 440 Hz tone."""
+    ``frames / FPS`` seconds of a 440 Hz tone; ``vfr``: frames 20 or 40 ms late, one in
+    three on time (a variable frame rate)."""
     fmt = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}[path.suffix]
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w", format=fmt) as out:
@@ -81,6 +83,8 @@ def make_clip(path: Path, width: int = W, height: int = H, frames: int = N,
             vs.codec_context.sample_aspect_ratio = sar
         if rotation is not None:
             vs.set_display_rotation(rotation)
+        if vfr:
+            vs.codec_context.time_base = Fraction(1, 1000)
         if audio is not None:
             aus = out.add_stream(audio, rate=RATE)
             aus.layout = "mono"
@@ -88,8 +92,11 @@ def make_clip(path: Path, width: int = W, height: int = H, frames: int = N,
         for i in range(frames):
             img = base.copy()
             x, y = (3 * i) % (width - 8), (2 * i) % (height - 8)
-            img[y : y + 8, x : x + 8] = (250, 40 + 8 * i, 30)
-            out.mux(vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+            img[y : y + 8, x : x + 8] = (250, (40 + 8 * i) % 256, 30)
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            if vfr:
+                frame.pts, frame.time_base = i * 1000 // FPS + (i % 3) * 20, Fraction(1, 1000)
+            out.mux(vs.encode(frame))
         out.mux(vs.encode(None))
         if audio is not None:
             n = frames * RATE // FPS
@@ -104,6 +111,11 @@ def make_clip(path: Path, width: int = W, height: int = H, frames: int = N,
                 out.mux(aus.encode(f))
             out.mux(aus.encode(None))
     return path
+
+
+def frame_times(path: Path) -> list[Fraction]:
+    with av.open(str(path)) as c:
+        return [f.pts * f.time_base for f in c.decode(video=0)]
 
 
 def decoded(path: Path) -> list[np.ndarray]:
@@ -164,6 +176,7 @@ def test_video_round_trip_keeps_frames_rate_and_audio_and_matches_per_frame_tran
     assert min(scores) > 35, scores
     # each frame is its own input's translation, not a neighbour's
     assert all(psnr_y(ref[i + 1], frames[i]) < scores[i] - 5 for i in range(N - 1))
+    assert frame_times(dst) == frame_times(src)
     assert audio_packets(dst) == audio_packets(src)  # copied, not re-encoded
     assert audio_seconds(dst) == audio_seconds(src)
     assert abs(audio_seconds(src) - Fraction(N, FPS)) < 0.2  # AAC adds priming and padding
@@ -184,6 +197,17 @@ def test_rotation_pixel_aspect_and_pcm_audio_in_matroska_are_kept(
     assert (after.width, after.height) == (W, H)  # translated as stored, not turned
     assert audio_packets(tmp_path / "out" / "phone.mkv") == audio_packets(src)
     assert len(decoded(tmp_path / "out" / "phone.mkv")) == N
+
+
+def test_variable_frame_rate_timestamps_are_kept(tmp_path: Path, checkpoint: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    src = make_clip(tmp_path / "in" / "vfr.mkv", audio=None, vfr=True)
+    code, _, err = run(capsys, "--checkpoint", checkpoint, "--input", src,
+                       "--output", tmp_path / "out")
+    assert code == 0, err
+    times = frame_times(src)
+    assert len(set(np.diff(times))) > 1  # really variable
+    assert frame_times(tmp_path / "out" / "vfr.mkv") == times
 
 
 def test_sr_video_is_scale_times_larger(tmp_path: Path, sr_checkpoint: Path,

@@ -245,7 +245,11 @@ class _VideoSink:
         self.video = vs
         self.audio = {}
         for stream in source.streams.audio:
-            copy = self.out.add_stream_from_template(stream)
+            try:
+                copy = self.out.add_stream_from_template(stream)
+            except ValueError as exc:  # e.g. PCM audio from a non-standard .mp4
+                raise VideoError(f"cannot copy the {stream.codec_context.name} audio: "
+                                 f"{exc}") from None
             if "language" in stream.metadata:
                 copy.metadata["language"] = stream.metadata["language"]
             self.audio[stream.index] = copy

@@ -218,6 +218,10 @@ def translate_parser() -> argparse.ArgumentParser:
                         "1-channel model); outputs go back to the same band positions")
     g.add_argument("--extra-bands", choices=EXTRA_BANDS, default="bicubic",
                    help="other bands (e.g. near-infrared): upscaled bicubic (default) or drop")
+    g.add_argument("--data-range", type=positive_float, metavar="R",
+                   help="sample value mapped to white, e.g. 4095 for 12-bit data in uint16 "
+                        "(default: the dtype maximum, 255 or 65535; never guessed from pixels); "
+                        "larger samples are clipped, outputs lie in [0, R]")
     v = p.add_argument_group(
         "video (needs pip install 'img2img[video]')",
         ".mp4 .mov .mkv .avi .webm inputs are translated frame by frame into a video of the "
@@ -234,10 +238,6 @@ def translate_parser() -> argparse.ArgumentParser:
                    help="write each video's translated frames as numbered PNGs "
                         "(DIR/clip/000001.png, upright) instead of a video; frames present "
                         "are kept, so a rerun continues")
-    g.add_argument("--data-range", type=positive_float, metavar="R",
-                   help="sample value mapped to white, e.g. 4095 for 12-bit data in uint16 "
-                        "(default: the dtype maximum, 255 or 65535; never guessed from pixels); "
-                        "larger samples are clipped, outputs lie in [0, R]")
     _common(p, TranslateConfig().batch_size,
             "images (or tiles) run together; default 1 on CPU, where larger batches are "
             "slower per image, and 4 on GPUs")

@@ -222,6 +222,22 @@ def translate_parser() -> argparse.ArgumentParser:
                    help="sample value mapped to white, e.g. 4095 for 12-bit data in uint16 "
                         "(default: the dtype maximum, 255 or 65535; never guessed from pixels); "
                         "larger samples are clipped, outputs lie in [0, R]")
+    v = p.add_argument_group(
+        "video (needs pip install 'img2img[video]')",
+        ".mp4 .mov .mkv .avi .webm inputs are translated frame by frame into a video of the "
+        "same name and container: frame count, rate and timestamps, size (times the scale), "
+        "rotation and pixel aspect kept, audio copied without re-encoding. Written under a "
+        "temp name and moved into place when complete.")
+    v.add_argument("--codec", metavar="NAME",
+                   help="video encoder of the FFmpeg build (default libx264, yuv420p; "
+                        "libvpx-vp9 for .webm)")
+    v.add_argument("--crf", type=non_negative_int, metavar="Q",
+                   help="constant quality, lower is better (default 18; 0-51 for x264/x265, "
+                        "0-63 for VP9/AV1)")
+    v.add_argument("--frames-out", metavar="DIR",
+                   help="write each video's translated frames as numbered PNGs "
+                        "(DIR/clip/000001.png, upright) instead of a video; frames present "
+                        "are kept, so a rerun continues")
     _common(p, TranslateConfig().batch_size,
             "images (or tiles) run together; default 1 on CPU, where larger batches are "
             "slower per image, and 4 on GPUs")
@@ -438,15 +454,20 @@ def _translate(ns: argparse.Namespace, world: World, device: torch.device) -> in
     from img2img.inference.geotiff import GeoOptions
     from img2img.inference.tiling import TileOptions
     from img2img.inference.translator import Translator
+    from img2img.inference.video import VideoOptions
     from img2img.runtime import default_batch_size
 
     usage = _usage_errors()
     error, planned, inception = None, Plan(), None
+    quiet = ns.quiet or not world.is_main
     try:
         tiling = TileOptions(ns.tile, ns.tile_overlap, ns.max_pixels)
         geo = GeoOptions(ns.bands, ns.extra_bands, ns.data_range)
+        video = VideoOptions(ns.codec, ns.crf, progress=not quiet,
+                             frames=ns.frames_out is not None, overwrite=ns.overwrite)
+        video.check()
         if world.is_main:  # one plan for all ranks: outputs appear while others would plan
-            planned = plan(ns.input, ns.output, ns.ext, ns.overwrite)
+            planned = plan(ns.input, ns.output, ns.ext, ns.overwrite, ns.frames_out)
             if ns.html:
                 from img2img.inference.gallery import check_gallery_target
 
@@ -472,13 +493,12 @@ def _translate(ns: argparse.Namespace, world: World, device: torch.device) -> in
             print(f"error: {errors[0]}", file=sys.stderr)
         return EXIT_USAGE
     mine = planned.jobs[world.rank :: world.size]
-    quiet = ns.quiet or not world.is_main
     report = Report()
     try:
         with tqdm(total=len(mine), disable=quiet, unit="img", dynamic_ncols=True) as bar:
             batch_size = ns.batch_size or default_batch_size(translator.device)
             translate_jobs(translator, mine, batch_size, progress=bar.update, tiling=tiling,
-                           geo=geo, report=report)
+                           geo=geo, report=report, video=video)
     except KeyboardInterrupt:  # no collectives: the other ranks are being interrupted too
         for src, reason in report.failed:
             print(f"failed: {src}: {reason}", file=sys.stderr)

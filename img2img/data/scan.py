@@ -1,4 +1,4 @@
-"""Finding image files: folder listing and file/folder/glob input specs."""
+"""Finding image and video files: folder listing and file/folder/glob input specs."""
 
 from __future__ import annotations
 
@@ -8,13 +8,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .io import IMAGE_EXTENSIONS, READ_ONLY_EXTENSIONS
+from .video_probe import VIDEO_EXTENSIONS
 
 __all__ = ["InputScan", "expand_inputs", "is_image_path", "list_images", "scan_inputs"]
 
 _MAGIC = re.compile(r"[*?[]")
 
-TRANSLATABLE_EXTENSIONS: frozenset[str] = IMAGE_EXTENSIONS | READ_ONLY_EXTENSIONS
-"""Suffixes a translation run reads (the writable ones plus still GIFs, which need --ext)."""
+TRANSLATABLE_EXTENSIONS: frozenset[str] = IMAGE_EXTENSIONS | READ_ONLY_EXTENSIONS | VIDEO_EXTENSIONS
+"""Suffixes a translation run reads (the writable ones, still GIFs, which need --ext, and
+videos)."""
 
 OTHER_IMAGE_EXTENSIONS: frozenset[str] = frozenset({
     ".apng", ".arw", ".avif", ".bmp", ".cr2", ".dng", ".exr", ".gif", ".hdr", ".heic", ".heif",

@@ -31,6 +31,11 @@ Large images (more input pixels than ``TileOptions.limit``, or any image with
 tiles (``tiling``); a TIFF output is then written window by window through rasterio when
 it is installed. Georeferenced TIFFs go through ``geotiff`` (read and written by windows,
 georeferencing kept) and need a TIFF output.
+
+Videos (``video_probe.VIDEO_EXTENSIONS``) go through ``video`` after the images, one at a
+time: into a video of the same name and container (``--ext`` does not apply), or with
+``frames_out`` into a folder of numbered PNGs there (``ROOT/clip.mp4`` ->
+``FRAMES_OUT/clip/000001.png``), which is never skipped as a whole: frames present are kept.
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ from img2img.data.paths import (
     remove_stale_temps,
 )
 from img2img.data.scan import scan_inputs
+from img2img.data.video_probe import VideoError, is_video_path
 from img2img.errors import UsageError
 from img2img.inference.geotiff import (
     INSTALL_HINT,
@@ -73,6 +79,7 @@ from img2img.inference.geotiff import (
 )
 from img2img.inference.tiling import TileOptions, translate_array_tiled, write_png_tiled
 from img2img.inference.translator import Translator
+from img2img.inference.video import VideoOptions, translate_video_job
 
 
 @dataclass
@@ -141,7 +148,7 @@ def _unwritable(src: Path, dst: Path) -> str | None:
 
 
 def plan(input_spec: str, output: str | Path, ext: str | None = None,
-         overwrite: bool = False) -> Plan:
+         overwrite: bool = False, frames_out: str | Path | None = None) -> Plan:
     """Jobs to run and outputs already present (skipped), after all safety checks.
 
     Raises UsageError for a bad request (before anything is read or written): an ``ext``
@@ -160,6 +167,11 @@ def plan(input_spec: str, output: str | Path, ext: str | None = None,
     root = in_path if in_path.is_dir() else found.base if recursive_glob else None
     check_clear_of_inputs(output, [(root, f"--input {input_spec}")] if root else [])
     check_output_folder(output)
+    frames = Path(frames_out).resolve() if frames_out is not None else None
+    if frames_out is not None:
+        check_clear_of_inputs(frames_out, [(root, f"--input {input_spec}")] if root else [],
+                              flag="--frames-out")
+        check_output_folder(frames_out, "--frames-out")
     result = Plan(failed=list(found.rejected))
     planned: list[tuple[Path, Path]] = []
     sources: dict[Path, Path] = {}
@@ -167,25 +179,34 @@ def plan(input_spec: str, output: str | Path, ext: str | None = None,
     base = Path(os.path.abspath(found.base or "."))
     for f in found.files:
         rel = Path(os.path.abspath(f)).relative_to(base)
-        dst = out / (rel.with_suffix(ext) if ext else rel)
-        reason = (None if ext else _unwritable(f, dst)) or outside_reason(dst, out)
+        if is_video_path(f):  # same name and container, or a folder of its frames
+            dst, inside = (frames / rel.with_suffix(""), frames) if frames else (out / rel, out)
+            reason = outside_reason(dst, inside)
+        else:
+            dst = out / (rel.with_suffix(ext) if ext else rel)
+            reason = (None if ext else _unwritable(f, dst)) or outside_reason(dst, out)
         if reason is not None:
             result.failed.append((f, reason))
             continue
         other = sources.setdefault(dst, f)
+        if other != f and is_video_path(f):  # a.mp4 and a.mkv: one frames folder a/
+            raise UsageError(f"{other} and {f} would both be written to {dst} (--frames-out); "
+                             f"translate them in separate runs")
         if other != f:  # e.g. a.jpg and a.png with --ext png
             raise UsageError(f"{other} and {f} would both be written to {dst} (--ext {ext}); "
                              f"translate them in separate runs or keep the input formats")
         planned.append((f, dst))
     check_clear_of_inputs(out, files=found.files, destinations=[d for _, d in planned])
-    result.pairs = planned
+    result.pairs = [(f, dst) for f, dst in planned if not is_video_path(f)]
     for f, dst in planned:
-        if dst.exists() and not overwrite:
+        frames_job = frames is not None and is_video_path(f)  # its frames are checked one by one
+        if dst.exists() and not overwrite and not frames_job:
             result.skipped.append(dst)
         else:
-            result.jobs.append(Job(f, dst, out))
-    if out.is_dir():
-        result.removed_temp = remove_stale_temps(out)
+            result.jobs.append(Job(f, dst, frames if frames_job else out))
+    for folder in (out, frames):
+        if folder is not None and folder.is_dir():
+            result.removed_temp += remove_stale_temps(folder)
     result.failed.sort(key=lambda x: str(x[0]))
     return result
 
@@ -277,11 +298,13 @@ def _prefetch(pool: ThreadPoolExecutor, jobs: list[Job], depth: int) -> Iterator
 def translate_jobs(translator: Translator, jobs: list[Job], batch_size: int = 4,
                    progress: Callable[[int], None] | None = None, workers: int = 2,
                    tiling: TileOptions | None = None, geo: GeoOptions | None = None,
-                   report: Report | None = None) -> Report:
+                   report: Report | None = None, video: VideoOptions | None = None) -> Report:
     """Run ``jobs``; failures are collected in the report, never raised. Pass ``report`` to
     see what was done when the run is interrupted (KeyboardInterrupt propagates once the
-    files in flight are written)."""
+    files in flight are written). Videos run after the images (``video`` says how)."""
     report = report if report is not None else Report()
+    videos = [job for job in jobs if is_video_path(job.src)]
+    jobs = [job for job in jobs if not is_video_path(job.src)]
     progress = progress or (lambda n: None)
     tiling = tiling or TileOptions()
     scale = translator.meta.scale
@@ -344,6 +367,16 @@ def translate_jobs(translator: Translator, jobs: list[Job], batch_size: int = 4,
             progress(1)
             writes = _collect(writes, report, wait=False)
         _collect(writes, report, wait=True)
+    for job in videos:
+        try:
+            wrote = translate_video_job(translator, job.src, job.dst, job.out,
+                                        video or VideoOptions(), tiling, batch_size)
+            (report.done if wrote else report.skipped).append(job.dst)
+        except (VideoError, OutsideError) as exc:
+            report.failed.append((job.src, str(exc)))
+        except Exception as exc:  # noqa: BLE001 - reported per file, the run goes on
+            report.failed.append((job.src, f"translation failed: {exc}"))
+        progress(1)
     report.failed.sort(key=lambda x: str(x[0]))
     return report
 

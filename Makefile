@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint wheel-smoke clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ test: $(STAMP)
 	bash tools/ci_browser.sh
 	$(PY) -m ruff check img2img tools tests
 	$(PY) -m pytest
+
+# The wheel as a pip user gets it: build, check its files, install it into a fresh venv
+# outside the checkout and run the commands from another folder (tools/wheel_smoke.sh).
+wheel-smoke:
+	PYTHON=$(PYTHON) bash tools/wheel_smoke.sh
 
 lint: $(STAMP)
 	$(PY) -m ruff check img2img tools tests

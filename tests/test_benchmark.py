@@ -143,3 +143,22 @@ def test_cut_rows_beside_cyclegan_do_less_work(bench: ModuleType, tmp_path: Path
         flops[task] = count_flops(build(spec, cpu, "fp32"), make_batch(spec, cpu))
     assert flops["fastcut"] < 0.6 * flops["cyclegan"], flops
     assert flops["cut"] < 0.8 * flops["cyclegan"], flops
+
+
+def test_sr_section_runs_the_installed_command_from_any_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a script path the SR rows run ``img2img translate`` (what an installed wheel
+    has; no tools/ folder), here from a folder outside the checkout."""
+    from img2img.bench import ort
+    from img2img.bench.sr import sr_tiled
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(ort, "missing", lambda: "left out here")  # the ONNX rows: test_onnx
+    rows, results = sr_tiled(torch.device("cpu"), ["fp32"], True, tmp_path / "work", size=24,
+                             tile=16)
+    run = results["by_precision"]["fp32"]
+    assert run["output"] == "96x96.png" and run["args"][0] == "translate"
+    assert run["seconds"] > 0 and run["floor_8x8_seconds"] > 0
+    assert [r.name for r in rows] == ["sr x4 tiled", "sr x4 tiled peak RSS",
+                                      "sr x4 tiled"]
+    assert rows[-1].notes == "not run: left out here"

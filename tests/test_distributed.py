@@ -116,7 +116,7 @@ def test_two_process_translate_covers_every_file_once(tmp_path: Path) -> None:
         write_image(src / name, photo_like(20, 24, seed=i))
     (src / "d1" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
     out = tmp_path / "out"
-    model = ROOT / "models" / "sr_x4_naip.safetensors"
+    model = "sr_x4_naip"  # the bundled model, by name (torchrun runs in the checkout)
     proc = torchrun("translate.py", "--checkpoint", model, "--input", src, "--output", out,
                     "--device", "cpu", "--quiet")
     assert proc.returncode != 0, "a failed file makes the run fail"

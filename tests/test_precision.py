@@ -14,11 +14,12 @@ import torch
 
 from img2img.checkpoint import load_generator, meta_for, save_generator
 from img2img.data.io import read_image
+from img2img.inference.bundled import bundled_path
 from img2img.inference.translator import Translator
 from img2img.nn import build_generator, init_weights
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ROOT / "models" / "sr_x4_naip.safetensors"
+SHIPPED = bundled_path("sr_x4_naip")
 PHOTOS = sorted((ROOT / "samples" / "naip").glob("*_rgb.jpg"))
 
 

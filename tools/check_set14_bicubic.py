@@ -7,7 +7,7 @@ channel with ``scale`` border pixels cropped. Prints a table (Y rounded to integ
 ``rgb2ycbcr`` does, plus the unrounded variant) and writes JSON.
 
     python tools/check_set14_bicubic.py [FOLDER] [--scale 4] [--json set14_bicubic.json]
-    python tools/check_set14_bicubic.py --checkpoint models/sr_x4_naip.safetensors
+    python tools/check_set14_bicubic.py --checkpoint sr_x4_naip
 
 With ``--checkpoint`` the model's upscaling of the same LR images is scored too (columns
 ``model``), so a super-resolution model is compared with bicubic under one protocol.

@@ -8,7 +8,8 @@
 2. Trains a small CycleGAN on the CPU for a few minutes.
 3. Translates the held-out RGB photo of 2020 at full size with ``G_A2B``.
 4. Upscales the 2020 photo x4 with the bundled super-resolution model
-   (``models/sr_x4_naip.safetensors``) and, for comparison, with bicubic interpolation.
+   (``--checkpoint sr_x4_naip``: ``img2img/models/sr_x4_naip.safetensors``) and, for
+   comparison, with bicubic interpolation.
 5. Writes ``index.html``: each input beside its translation and the real CIR picture, and
    the bicubic and model upscalings.
 """
@@ -29,7 +30,7 @@ from img2img.cli import train_main, translate_main  # noqa: E402
 from img2img.data.io import read_image, write_image  # noqa: E402
 
 SAMPLES = ROOT / "samples" / "naip"
-SR_MODEL = ROOT / "models" / "sr_x4_naip.safetensors"
+SR_MODEL = "sr_x4_naip"  # the bundled model, by name
 MARKER = ".img2img-demo"  # only folders holding this file are ever deleted by the demo
 TRAIN_YEARS = ("2009", "2012", "2015", "2018")
 TEST_YEARS = ("2020",)
@@ -65,7 +66,7 @@ def upscale(out: Path, src: Path, device: str) -> list[Path]:
     img = read_image(src)
     bicubic = out / "sr" / f"{src.stem}_bicubic_x4.png"
     write_image(bicubic, bicubic_resize(img, img.shape[1] * 4, img.shape[0] * 4))
-    rc = translate_main(["--checkpoint", str(SR_MODEL), "--input", str(src), "--output",
+    rc = translate_main(["--checkpoint", SR_MODEL, "--input", str(src), "--output",
                          str(out / "sr" / "model"), "--ext", "png", "--tile", "128",
                          "--device", device, "--quiet"])
     if rc:
@@ -96,7 +97,7 @@ def write_page(out: Path, inputs: Path, outputs: Path, upscaled: list[Path]) -> 
         "<th>real colour-infrared (not seen in training)</th></tr>" + "".join(rows) +
         "</table>"
         "<h1>Super-resolution &times;4 of the same photo</h1>"
-        "<p>Left: bicubic. Right: the bundled SRResNet model (models/sr_x4_naip.safetensors), "
+        "<p>Left: bicubic. Right: the bundled SRResNet model (sr_x4_naip), "
         "tiled. Open each image on its own to compare details.</p><table><tr>" + "".join(
             f'<td><img src="{html.escape(str(p.relative_to(out)))}" width="640"></td>'
             for p in upscaled) + "</tr></table>"

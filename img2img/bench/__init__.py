@@ -1,4 +1,5 @@
-"""Measurement helpers behind ``tools/benchmark.py`` (not imported by the library itself).
+"""Measurement helpers behind ``tools/benchmark.py`` (and ``img2img benchmark``); they read
+nothing from a checkout: inputs are generated, or taken from paths the caller passes.
 
 - ``common``: result rows, timing, machine description, the table printer.
 - ``ceiling``: the machine's own 3x3-convolution GFLOP/s per precision.

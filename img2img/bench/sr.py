@@ -1,6 +1,7 @@
-"""Tiled x4 super-resolution of one large image, run as the user would: ``tools/translate.py
---tile N`` in a subprocess, timed (wall clock, process start to exit), with its peak resident
-memory. With the ``onnx`` extra installed, the same model exported to ``.onnx`` runs too
+"""Tiled x4 super-resolution of one large image, run as the user would: ``img2img translate
+--tile N`` (the installed package's command; or a script such as ``tools/translate.py``) in a
+subprocess, timed (wall clock, process start to exit), with its peak resident memory. With
+the ``onnx`` extra installed, the same model exported to ``.onnx`` runs too
 (precision ``ort-fp32``: ONNX Runtime).
 
 Peak memory is the child's own ``VmHWM`` (``/proc/self/status``, read at exit by a small
@@ -28,7 +29,9 @@ from img2img.bench.translate import write_random_checkpoint
 from img2img.data.io import read_image_info, write_image
 
 _MARK = "img2img-bench VmHWM kB:"
-# Runs a script as __main__ and, at exit, prints its own peak RSS to stderr.
+_COMMAND = "--img2img"  # the runner's first argument for ``img2img <args>`` instead of a script
+# Runs a script as __main__ (or the img2img command) and, at exit, prints its own peak RSS to
+# stderr.
 _RUNNER = f"""
 import atexit, runpy, sys
 def _hwm():
@@ -40,15 +43,19 @@ def _hwm():
         pass
 atexit.register(_hwm)
 sys.argv = sys.argv[1:]
+if sys.argv[0] == '{_COMMAND}':
+    from img2img.cli import main
+    sys.argv[0] = 'img2img'
+    sys.exit(main())
 runpy.run_path(sys.argv[0], run_name='__main__')
 """
 
 
-def run_script_measured(script: str | Path, args: list[str], env: dict[str, str] | None = None
-                        ) -> tuple[float, float | None, int, str]:
-    """Run ``python script args``; return (wall seconds, peak RSS in MB or None, exit code,
-    stderr)."""
-    cmd = [sys.executable, "-c", _RUNNER, str(script), *args]
+def run_script_measured(script: str | Path | None, args: list[str],
+                        env: dict[str, str] | None = None) -> tuple[float, float | None, int, str]:
+    """Run ``python script args`` (``script`` None: ``img2img args``, from the installed
+    package); return (wall seconds, peak RSS in MB or None, exit code, stderr)."""
+    cmd = [sys.executable, "-c", _RUNNER, _COMMAND if script is None else str(script), *args]
     with tempfile.TemporaryFile() as err:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env)
@@ -70,10 +77,12 @@ def run_script_measured(script: str | Path, args: list[str], env: dict[str, str]
     return seconds, peak, proc.returncode, text
 
 
-def _translate(script: Path, ckpt: Path, src: Path, out: Path, device: torch.device,
+def _translate(script: Path | None, ckpt: Path, src: Path, out: Path, device: torch.device,
                precision: str, extra: list[str]) -> tuple[float, float | None, Path, list[str]]:
-    """Run translate on ``src`` into the empty folder ``out``; (seconds, peak MB, output, args)."""
-    args = ["--checkpoint", str(ckpt), "--input", str(src), "--output", str(out), "--device",
+    """Run translate on ``src`` into the empty folder ``out``; (seconds, peak MB, output, args).
+    ``script`` None: ``img2img translate``."""
+    lead = ["translate"] if script is None else []
+    args = [*lead, "--checkpoint", str(ckpt), "--input", str(src), "--output", str(out), "--device",
             str(device), "--precision", precision, "--quiet", "--overwrite", *extra]
     env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()))
     seconds, peak, code, err = run_script_measured(script, args, env)
@@ -83,12 +92,14 @@ def _translate(script: Path, ckpt: Path, src: Path, out: Path, device: torch.dev
 
 
 def sr_tiled(device: torch.device, precisions: list[str], quick: bool, workdir: Path,
-             script: Path, tile: int | None = None, overlap: int | None = None,
+             script: Path | None = None, tile: int | None = None, overlap: int | None = None,
              batch_size: int = 1, ext: str | None = None, size: int | None = None
              ) -> tuple[list[Row], dict[str, Any]]:
     """Rows and results for upscaling a photo-like square PNG by 4 at each precision, plus
     the floor: the same command on an 8x8 image (imports, model load, one tile). ``tile``
-    None: translate's automatic tiling (128 for x4); ``size`` defaults to 4000."""
+    None: translate's automatic tiling (128 for x4); ``size`` defaults to 4000. ``script``
+    None runs ``img2img translate`` from the installed package (nothing read from a
+    checkout); a path runs that script (``tools/translate.py``)."""
     size, channels = (size or 256, 16) if quick else (size or 4000, 64)
     tile = tile or (64 if quick else None)
     src = workdir / "sr_input" / f"photo_{size}.png"

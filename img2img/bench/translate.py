@@ -34,6 +34,7 @@ from img2img.checkpoint import meta_for, read_meta, save_generator
 from img2img.data.convert import as_channels, from_tensor, to_tensor
 from img2img.data.io import read_image, write_image
 from img2img.data.scan import list_images
+from img2img.inference.bundled import resolve_checkpoint
 from img2img.inference.folder import plan, translate_jobs
 from img2img.inference.translator import Translator
 from img2img.nn import build_generator, init_weights
@@ -156,7 +157,8 @@ def translation(device: torch.device, precisions: list[str], quick: bool, workdi
     log(f"translate: writing {count} {size}x{size} JPEGs ...")
     paths = prepare_photos(src, count, size, images)
     if checkpoint:
-        ckpt, model = Path(checkpoint), f"{Path(checkpoint).name} ({read_meta(checkpoint).arch})"
+        ckpt = resolve_checkpoint(checkpoint)  # a file, or a bundled model's name
+        model = f"{ckpt.name} ({read_meta(ckpt).arch})"
     else:
         kwargs = {"ngf": ngf, "norm": "instance", "dropout": False, "upsample": "transpose"}
         ckpt = write_random_checkpoint(workdir / "resnet_9blocks.safetensors",

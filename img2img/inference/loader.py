@@ -35,6 +35,7 @@ from img2img.foreign import ForeignCheckpointError, import_file_with_original, z
 from img2img.foreign.family import Imported, StateDict
 from img2img.foreign.verify import reference_forward
 from img2img.inference import onnx_backend
+from img2img.inference.bundled import resolve_checkpoint
 from img2img.nn import build_generator
 from img2img.nn.conv_algo import direct
 
@@ -79,10 +80,12 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu",
                key: str | None = None) -> tuple[torch.nn.Module, GeneratorMeta]:
     """Load a generator from any file the toolkit understands (eval mode, on ``device``).
 
-    ``key`` picks the entry of a foreign container (e.g. ``params`` instead of the default
-    ``params_ema`` of a BasicSR file). Raises CheckpointError naming the file.
+    ``path`` may also be a bundled model's name (``sr_x4_naip``; an existing file wins:
+    :func:`img2img.inference.bundled.resolve_checkpoint`). ``key`` picks the entry of a
+    foreign container (e.g. ``params`` instead of the default ``params_ema`` of a BasicSR
+    file). Raises CheckpointError naming the file, UsageError for an unknown bare name.
     """
-    p = Path(path)
+    p = resolve_checkpoint(path)
     if not p.is_file():
         raise CheckpointError(f"{p}: checkpoint file not found")
     if onnx_backend.is_onnx(p):  # an exported graph, run by ONNX Runtime

@@ -28,6 +28,7 @@ from img2img.checkpoint import GeneratorMeta
 from img2img.data.io import atomic_path
 from img2img.errors import UsageError
 from img2img.inference import onnx_backend
+from img2img.inference.bundled import resolve_checkpoint
 from img2img.inference.loader import load_model
 from img2img.nn.conv_algo import direct
 
@@ -94,12 +95,13 @@ def parity_shapes(meta: GeneratorMeta, min_size: int) -> list[tuple[int, int, in
 def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike,
                 opset: int = DEFAULT_OPSET, fp16: bool = False, key: str | None = None,
                 seed: int = 0) -> ExportReport:
-    """Export ``checkpoint`` (any generator file the toolkit loads) to ``out`` and check it.
+    """Export ``checkpoint`` (any generator file the toolkit loads, or a bundled model's name)
+    to ``out`` and check it.
 
     Raises UsageError for a bad request, CheckpointError for an unreadable checkpoint and
     :class:`OnnxParityError` (nothing written) when ONNX Runtime disagrees with PyTorch.
     """
-    src, dst = Path(checkpoint), Path(out)
+    src, dst = resolve_checkpoint(checkpoint), Path(out)
     if dst.suffix.lower() != onnx_backend.SUFFIX:
         raise UsageError(f"--onnx {dst}: the file name must end in .onnx")
     if onnx_backend.is_onnx(src):

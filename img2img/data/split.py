@@ -134,7 +134,10 @@ class SplitReport:
 
     def summary(self, root: str | os.PathLike[str]) -> str:
         """One line for the end of the run."""
-        parts = ", ".join(f"{name} {n}" for name, n in self.counts.items() if n)
+        counts = self.counts
+        if self.unit == "pairs":  # one count per split: trainA and trainB hold the same pairs
+            counts = {s: self.counts[f"{s}A"] for s in SPLITS}
+        parts = ", ".join(f"{name} {n}" for name, n in counts.items() if n)
         line = f"split: {parts} ({self.unit}) -> {root}"
         if self.only_a or self.only_b:
             line += f"; unmatched, left out: {len(self.only_a)} in A, {len(self.only_b)} in B"

@@ -26,7 +26,7 @@ from img2img.commands.common import (
     guarded,
     parse_or_exit_code,
 )
-from img2img.data.split import LAYOUTS, MODES, SplitError, SplitOptions, split_dataset
+from img2img.data.split import LAYOUTS, MODES, SplitError, SplitOptions, plan_split, write_split
 
 
 def split_parser() -> argparse.ArgumentParser:
@@ -76,9 +76,11 @@ def _split(ns: argparse.Namespace) -> int:
     opts = SplitOptions(out=ns.out, input=ns.input, a=ns.a, b=ns.b, layout=ns.layout,
                         val_fraction=ns.val_fraction, test_fraction=ns.test_fraction,
                         seed=ns.seed, mode=ns.mode, overwrite=ns.overwrite, workers=ns.workers)
+    plan = plan_split(opts)
     try:
-        with tqdm(disable=ns.quiet, unit="file", dynamic_ncols=True, leave=False) as bar:
-            report = split_dataset(opts, progress=bar.update)
+        with tqdm(total=len(plan.jobs), disable=ns.quiet, unit="file", dynamic_ncols=True,
+                  leave=False) as bar:
+            report = write_split(plan, progress=bar.update)
     except SplitError as exc:
         print(f"error: {exc} ({ns.out} left as it was)", file=sys.stderr)
         return EXIT_FAILED

@@ -54,8 +54,8 @@ from img2img.data.paths import check_clear_of_inputs, check_output_folder, is_in
 from img2img.data.scan import list_images
 from img2img.errors import UsageError
 
-__all__ = ["LAYOUTS", "MANIFEST", "MODES", "SPLITS", "SplitError", "SplitOptions", "SplitReport",
-           "split_counts", "split_dataset"]
+__all__ = ["LAYOUTS", "MANIFEST", "MODES", "SPLITS", "SplitError", "SplitOptions", "SplitPlan",
+           "SplitReport", "plan_split", "split_counts", "split_dataset", "write_split"]
 
 LAYOUTS = ("flat", "aligned", "unpaired")
 SPLITS = ("train", "val", "test")
@@ -178,15 +178,20 @@ def _assign(keys: list[str], domain: str, opts: SplitOptions) -> dict[str, str]:
     return dict(zip(order, names, strict=True))
 
 
-def _listed(path: str | None, flag: str) -> tuple[Path, list[Path]]:
-    """The folder given as ``flag`` (absolute) and its images; UsageError if there are none."""
+def _root(path: str | None, flag: str) -> Path:
+    """The folder given as ``flag``, absolute; UsageError if it is not one."""
     root = Path(os.path.abspath(os.path.expanduser(path or "")))
     if path is None or not root.is_dir():
         raise UsageError(f"{flag} {path}: folder not found")
+    return root
+
+
+def _listed(root: Path, flag: str, path: str | None) -> list[Path]:
+    """The images below ``root``; UsageError if there are none."""
     files = list_images(root)
     if not files:
         raise UsageError(f"{flag} {path}: no images found")
-    return root, files
+    return files
 
 
 def _rel(root: Path, path: Path) -> str:
@@ -209,15 +214,16 @@ def _by_stem(root: Path, files: list[Path], failed: list[tuple[Path, str]]) -> d
     return out
 
 
-def _plan(opts: SplitOptions, layout: str) -> tuple[list[_Job], SplitReport, list[Path]]:
-    """The jobs, the report so far, and the input folders."""
+def _jobs(opts: SplitOptions, layout: str, roots: list[Path]) -> tuple[list[_Job], SplitReport]:
+    """The files to place and the report so far."""
     if layout == "flat":
-        root, files = _listed(opts.input, "--input")
-        rels = {_rel(root, f): f for f in files}
+        root = roots[0]
+        rels = {_rel(root, f): f for f in _listed(root, "--input", opts.input)}
         where = _assign(list(rels), "", opts)
         jobs = [_Job(f, f"{where[r]}/{r}") for r, f in rels.items()]
-        return jobs, SplitReport({s: 0 for s in SPLITS}, "images"), [root]
-    (root_a, files_a), (root_b, files_b) = _listed(opts.a, "--a"), _listed(opts.b, "--b")
+        return jobs, SplitReport({s: 0 for s in SPLITS}, "images")
+    root_a, root_b = roots
+    files_a, files_b = _listed(root_a, "--a", opts.a), _listed(root_b, "--b", opts.b)
     counts = {f"{s}{d}": 0 for s in SPLITS for d in "AB"}
     if layout == "unpaired":
         jobs = []
@@ -225,7 +231,7 @@ def _plan(opts: SplitOptions, layout: str) -> tuple[list[_Job], SplitReport, lis
             rels = {_rel(root, f): f for f in files}
             where = _assign(list(rels), domain, opts)
             jobs += [_Job(f, f"{where[r]}{domain}/{r}") for r, f in rels.items()]
-        return jobs, SplitReport(counts, "images"), [root_a, root_b]
+        return jobs, SplitReport(counts, "images")
     report = SplitReport(counts, "pairs")
     a = _by_stem(root_a, files_a, report.failed)
     b = _by_stem(root_b, files_b, report.failed)
@@ -241,7 +247,7 @@ def _plan(opts: SplitOptions, layout: str) -> tuple[list[_Job], SplitReport, lis
     for k in keys:
         jobs += [_Job(a[k], f"{where[k]}A/{_rel(root_a, a[k])}"),
                  _Job(b[k], f"{where[k]}B/{_rel(root_b, b[k])}")]
-    return jobs, report, [root_a, root_b]
+    return jobs, report
 
 
 def _replaced(layout: str) -> list[str]:
@@ -331,19 +337,44 @@ def _write(jobs: list[_Job], out: Path, layout: str, opts: SplitOptions,
     return methods
 
 
-def split_dataset(opts: SplitOptions, progress: Progress | None = None) -> SplitReport:
-    """Split the input(s) of ``opts`` into ``opts.out`` (see the module docstring).
+@dataclass
+class SplitPlan:
+    """What :func:`write_split` will do: the files and where each goes."""
 
-    Raises UsageError for a bad request (nothing is written) and SplitError when writing
-    fails (ROOT is left as it was). ``progress(n)`` is called as files are written.
+    opts: SplitOptions
+    layout: str
+    out: Path
+    inputs: list[Path]
+    jobs: list[_Job]
+    report: SplitReport
+
+
+def plan_split(opts: SplitOptions) -> SplitPlan:
+    """Check the request and decide every file's split (nothing is written yet).
+
+    Raises UsageError for a bad request: options, missing or empty inputs, an output inside
+    an input, a used ROOT without ``overwrite`` (see the module docstring).
     """
     opts.validate()
     layout = opts.resolved_layout()
     out = Path(os.path.abspath(os.path.expanduser(opts.out)))
-    jobs, report, inputs = _plan(opts, layout)
-    _check_output(out, inputs, layout, opts.overwrite)
+    roots = ([_root(opts.input, "--input")] if layout == "flat"
+             else [_root(opts.a, "--a"), _root(opts.b, "--b")])
+    _check_output(out, roots, layout, opts.overwrite)  # before listing a large input
+    jobs, report = _jobs(opts, layout, roots)
     for job in jobs:
         report.counts[job.output.split("/", 1)[0]] += 1
+    return SplitPlan(opts, layout, out, roots, jobs, report)
+
+
+def write_split(plan: SplitPlan, progress: Progress | None = None) -> SplitReport:
+    """Write ``plan`` into its ROOT (staged, then swapped in; manifest last).
+
+    Raises SplitError when writing fails (ROOT is left as it was). ``progress(n)`` is called
+    as files are written.
+    """
+    opts, layout, out, inputs, jobs, report = (plan.opts, plan.layout, plan.out, plan.inputs,
+                                               plan.jobs, plan.report)
     try:
         methods = _write(jobs, out, layout, opts, progress)
     except Exception as exc:  # any failure while writing: report it, ROOT is unchanged
@@ -369,4 +400,9 @@ def split_dataset(opts: SplitOptions, progress: Progress | None = None) -> Split
     text = json.dumps(report.manifest, indent=2, ensure_ascii=False) + "\n"
     atomic_write_bytes(out / MANIFEST, text.encode("utf-8"))
     return report
+
+
+def split_dataset(opts: SplitOptions, progress: Progress | None = None) -> SplitReport:
+    """:func:`plan_split` then :func:`write_split` (see the module docstring)."""
+    return write_split(plan_split(opts), progress)
 

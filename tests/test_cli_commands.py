@@ -113,6 +113,9 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         expected = __version__
     code, out, err = _main(capsys, "--version")
     assert code == 0 and out == f"img2img {expected}\n" and err == ""
+    done = subprocess.run([sys.executable, "-m", "img2img", "--version"], capture_output=True,
+                          text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 0 and done.stdout == out  # python -m img2img: the same entry
 
 
 @pytest.mark.parametrize("args,named,closest", [(["trian"], "trian", "train"),

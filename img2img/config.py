@@ -1,7 +1,7 @@
 """Configuration dataclasses shared by the CLI, the trainer and the tasks.
 
-`img2img.cli` is the one place that turns command-line flags into these objects;
-everything below it reads plain attributes.
+The command line (`img2img.commands`: train, translate) is the one place that turns flags
+into these objects; everything below it reads plain attributes.
 
 A training run's configuration is a :class:`TrainConfig`: the settings every method shares
 (schedule, batch, data loading, device, precision, logging, resume, output) plus

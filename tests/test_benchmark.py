@@ -1,4 +1,5 @@
-"""tools/benchmark.py runs end to end in --quick mode and reports what it promises.
+"""img2img benchmark (tools/benchmark.py) runs end to end in --quick mode and reports what it
+promises.
 
 No assertion is made on any time or rate (the machine may be busy)."""
 
@@ -12,24 +13,30 @@ from types import ModuleType
 import pytest
 import torch
 
+from img2img.commands import benchmark as bench_command
+
 SCRIPT = Path(__file__).resolve().parents[1] / "tools" / "benchmark.py"
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    """tools/benchmark.py as a module (run in-process: no second torch import)."""
+    """The command's module (run in-process: no second torch import)."""
+    return bench_command
+
+
+def test_the_script_is_the_command() -> None:
     spec = importlib.util.spec_from_file_location("img2img_benchmark_tool", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module
+    assert module.main is bench_command.benchmark_main
 
 
 def test_quick_ceiling_train_translate(bench: ModuleType, tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bench.json"
-    code = bench.main(["--quick", "--json", str(out), "--only", "train,translate", "--tasks",
-                       "cyclegan", "--precision", "fp32", "--repeats", "1", "--warmup", "0",
-                       "--num-images", "4"])
+    code = bench.benchmark_main(["--quick", "--json", str(out), "--only", "train,translate",
+                                 "--tasks", "cyclegan", "--precision", "fp32", "--repeats", "1",
+                                 "--warmup", "0", "--num-images", "4"])
     stdout, stderr = capsys.readouterr()
     assert code == 0, stderr[-3000:]
     report = json.loads(out.read_text())
@@ -70,8 +77,8 @@ def test_quick_ceiling_train_translate(bench: ModuleType, tmp_path: Path,
 def test_fp16_on_cpu_is_a_usage_error(bench: ModuleType, tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "x.json"
-    code = bench.main(["--device", "cpu", "--precision", "fp16", "--only", "ceiling", "--json",
-                       str(out)])
+    code = bench.benchmark_main(["--device", "cpu", "--precision", "fp16", "--only", "ceiling",
+                                 "--json", str(out)])
     assert code == 2
     assert "fp16" in capsys.readouterr().err
     assert not out.exists()
@@ -82,7 +89,7 @@ def test_fp16_on_cpu_is_a_usage_error(bench: ModuleType, tmp_path: Path,
 def test_bad_choice(bench: ModuleType, flag: list[str],
                     capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
-        bench.main(flag)
+        bench.benchmark_main(flag)
     assert exc.value.code == 2 and "choose from" in capsys.readouterr().err
 
 
@@ -93,11 +100,11 @@ def test_default_precisions_leave_out_bf16_where_the_cpu_lacks_native_bf16(
     """Ice Lake (AVX-512 + VNNI, no avx512_bf16) runs bf16 3.5x slower: left out like AVX2."""
     monkeypatch.setenv("IMG2IMG_CPU_FLAGS", flags)
     fast = "bf16" in flags
-    ns = bench.parser().parse_args([])
+    ns = bench.benchmark_parser().parse_args([])
     assert bench._precisions(ns, torch.device("cpu")) == (["fp32", "bf16"] if fast else ["fp32"])
-    forced = bench.parser().parse_args(["--precision", "bf16"])
+    forced = bench.benchmark_parser().parse_args(["--precision", "bf16"])
     assert bench._precisions(forced, torch.device("cpu")) == ["bf16"]
-    auto = bench.parser().parse_args(["--precision", "auto,fp32"])
+    auto = bench.benchmark_parser().parse_args(["--precision", "auto,fp32"])
     assert bench._precisions(auto, torch.device("cpu")) == (["bf16", "fp32"] if fast
                                                             else ["fp32"])
 
@@ -108,7 +115,7 @@ def test_report_names_the_flags_seen_and_the_auto_choice(
     monkeypatch.setenv("IMG2IMG_CPU_FLAGS", "fpu avx2 avx512f avx512_vnni")  # Ice Lake
     monkeypatch.setattr(bench, "run", lambda *a: ([], {}))  # the sections are tested above
     out = tmp_path / "b.json"
-    assert bench.main(["--device", "cpu", "--only", "ceiling", "--json", str(out)]) == 0
+    assert bench.benchmark_main(["--device", "cpu", "--only", "ceiling", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "cpu flags seen: avx2 avx512f avx512_vnni; precision auto -> fp32 (CPU has none " \
            "of avx512_bf16/amx_bf16)" in printed
@@ -125,9 +132,9 @@ def test_cut_rows_beside_cyclegan_do_less_work(bench: ModuleType, tmp_path: Path
     (deterministic; the README has the timings). The quick sizes are too small for the
     ratio: PatchNCE's head costs the same at any size."""
     out = tmp_path / "bench.json"
-    code = bench.main(["--quick", "--json", str(out), "--only", "train", "--tasks",
-                       "cyclegan,cut,fastcut", "--precision", "fp32", "--repeats", "1",
-                       "--warmup", "0"])
+    code = bench.benchmark_main(["--quick", "--json", str(out), "--only", "train", "--tasks",
+                                 "cyclegan,cut,fastcut", "--precision", "fp32", "--repeats",
+                                 "1", "--warmup", "0"])
     assert code == 0, capsys.readouterr().err[-3000:]
     steps = {r["task"]: r for r in json.loads(out.read_text())["train"]}
     assert set(steps) == {"cyclegan", "cut", "fastcut"}

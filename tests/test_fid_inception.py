@@ -131,7 +131,7 @@ def test_evaluate_tool_end_to_end(inception, images, tmp_path: Path,
     out, err = capsys.readouterr()
     assert code == 2
     assert err.strip().splitlines() == [
-        f"evaluate.py: error: {stats}: statistics of --fid-mode clean, this run uses "
+        f"error: {stats}: statistics of --fid-mode clean, this run uses "
         "--fid-mode legacy-pytorch"]
     # paired flags do not mix with the unpaired scores
     assert tool.main(["--pred", str(a), "--ref", str(b), "--fid", "--y-channel"]) == 2

@@ -61,7 +61,9 @@ def _left(folder: Path) -> list[str]:
 def test_list_prints_every_entry_and_json_parses(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = _run(capsys)
     assert code == 0, err
-    lines = out.splitlines()
+    table, bundled = out.split("\nbundled ", 1)
+    assert "sr_x4_naip" in bundled and "srresnet" in bundled  # the model inside the package
+    lines = table.splitlines()
     assert lines[0].split()[:5] == ["NAME", "FAMILY", "TASK", "SCALE", "LICENCE"]
     rows = {line.split()[0]: line for line in lines[1:] if line and not line[0].isspace()
             and not line.startswith("*")}

@@ -7,6 +7,7 @@ import importlib.util
 from pathlib import Path
 
 from img2img.bench.common import Row, log
+from img2img.extras import missing_message
 
 PRECISION = "ort-fp32"  # the precision column of the ONNX Runtime rows
 
@@ -15,7 +16,7 @@ def missing() -> str | None:
     """Why the ONNX rows cannot run here (a missing package of the ``onnx`` extra), or None."""
     for module in ("onnx", "onnxscript", "onnxruntime"):
         if importlib.util.find_spec(module) is None:
-            return f"{module} not installed (pip install 'img2img[onnx]')"
+            return missing_message("the ONNX rows", "onnx", module)
     return None
 
 

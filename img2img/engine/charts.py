@@ -7,18 +7,20 @@ nothing changed for other code in the process.
 
 from __future__ import annotations
 
-import importlib.util
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-INSTALL_HINT = "charts need matplotlib: pip install 'img2img[report]'"
+from img2img.extras import available as available_module
+from img2img.extras import missing_message
+
+INSTALL_HINT = missing_message("drawing charts", "report")
 MAX_POINTS = 4000  # raw points drawn per line; the smoothed line uses every value
 
 
 def available() -> bool:
     """True if matplotlib can be imported."""
-    return importlib.util.find_spec("matplotlib") is not None
+    return available_module("matplotlib")
 
 
 @dataclass

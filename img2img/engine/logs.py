@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from img2img.data.io import atomic_write_bytes
+from img2img.extras import require
 
 LOG_FORMATS = ("jsonl", "csv")
 
@@ -106,12 +107,8 @@ class LossLog:
             self._fields = _csv_header(self.path)
         self._tb = None
         if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError as exc:
-                raise RuntimeError(
-                    "--tensorboard needs the tensorboard package: pip install 'img2img[tb]'"
-                ) from exc
+            require("tensorboard", "tb", "--tensorboard")
+            from torch.utils.tensorboard import SummaryWriter
             self._tb = SummaryWriter(str(out / "tb"), purge_step=start_step + 1)
 
     def write(self, step: int, values: dict[str, Any]) -> None:

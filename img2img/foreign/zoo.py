@@ -19,7 +19,6 @@ from those tensors and checks that spandrel still reads them as that architectur
 
 from __future__ import annotations
 
-import importlib
 import os
 from pathlib import Path
 from types import ModuleType
@@ -31,28 +30,24 @@ from torch import nn
 
 from img2img.checkpoint import CheckpointError, GeneratorMeta
 from img2img.data.io import atomic_write_bytes
+from img2img.extras import missing_message, optional
 
 from .family import Imported, StateDict
 from .load import ForeignCheckpointError
 
 SPANDREL_ARCH = "spandrel"  # the ``arch`` of a toolkit checkpoint holding a spandrel model
-INSTALL = "pip install 'img2img[zoo]'"
 EXAMPLES = "SwinIR, HAT, DAT, SPAN, OmniSR, Real-CUGAN, ..."
 CHANNELS = (1, 3)
 
 
 def spandrel_or_none() -> ModuleType | None:
     """The ``spandrel`` module, or None when the ``zoo`` extra is not installed."""
-    try:
-        return importlib.import_module("spandrel")
-    except ImportError:
-        return None
+    return optional("spandrel")
 
 
 def missing_hint() -> str:
     """What the error says when spandrel is absent: the extra to install."""
-    return (f"other published architectures ({EXAMPLES}) load through spandrel, which is not "
-            f"installed: {INSTALL}")
+    return missing_message(f"other published architectures ({EXAMPLES})", "zoo")
 
 
 def tried_name(spandrel: ModuleType) -> str:
@@ -185,8 +180,7 @@ def load_saved(path: str | os.PathLike, meta: GeneratorMeta) -> SpandrelGenerato
     spandrel = spandrel_or_none()
     want = meta.kwargs.get("architecture")
     if spandrel is None:
-        raise CheckpointError(f"{path}: holds a {want} model, which runs through spandrel; "
-                              f"install it: {INSTALL}")
+        raise CheckpointError(f"{path}: {missing_message(f'its {want} model', 'zoo')}")
     try:
         descriptor = _descriptor(spandrel, load_file(str(path), device="cpu"))
     except ForeignCheckpointError as exc:

@@ -43,6 +43,7 @@ import numpy as np
 from img2img.data.convert import max_value
 from img2img.data.io import atomic_path
 from img2img.errors import UsageError
+from img2img.extras import install_hint, require
 from img2img.inference.tiling import (
     ArraySource,
     BandAssembler,
@@ -58,7 +59,7 @@ log = logging.getLogger("img2img")
 
 TIFF_EXTENSIONS = (".tif", ".tiff")
 EXTRA_BANDS = ("bicubic", "drop")
-INSTALL_HINT = "pip install 'img2img[geo]'"
+INSTALL_HINT = install_hint("geo")
 BLOCK = 256
 # GeoTIFF / GDAL tags: ModelPixelScale, ModelTiepoint, ModelTransformation, GeoKeyDirectory,
 # RPCCoefficient.
@@ -71,11 +72,7 @@ class GeoTiffError(Exception):
 
 def require_rasterio() -> ModuleType:
     """Import rasterio or raise GeoTiffError with the install hint."""
-    try:
-        import rasterio
-    except ImportError as exc:
-        raise GeoTiffError(f"GeoTIFF support needs rasterio: {INSTALL_HINT}") from exc
-    return rasterio
+    return require("rasterio", "geo", "GeoTIFF support", error=GeoTiffError)
 
 
 def rasterio_available() -> bool:

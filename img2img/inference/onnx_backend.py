@@ -20,12 +20,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from img2img import extras
 from img2img.checkpoint import CheckpointError, GeneratorMeta
 from img2img.errors import UsageError
 
 log = logging.getLogger(__name__)
 
-INSTALL_HINT = "pip install 'img2img[onnx]'"
+INSTALL_HINT = extras.install_hint("onnx")
 SUFFIX = ".onnx"
 # Keys added to the checkpoint's metadata in an exported file (GeneratorMeta ignores them).
 MIN_SIZE_KEY, FP16_KEY, OPSET_KEY = "onnx_min_size", "onnx_fp16", "onnx_opset"
@@ -33,12 +34,7 @@ MIN_SIZE_KEY, FP16_KEY, OPSET_KEY = "onnx_min_size", "onnx_fp16", "onnx_opset"
 
 def require(module: str, what: str) -> ModuleType:
     """Import ``onnx``/``onnxruntime``/``onnxscript`` or raise UsageError naming the extra."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise UsageError(f"{what} needs the {module} package: {INSTALL_HINT}") from None
+    return extras.require(module, "onnx", what)
 
 
 def is_onnx(path: str | os.PathLike) -> bool:

@@ -43,7 +43,8 @@ def translate_parser() -> argparse.ArgumentParser:
                    help="generator .safetensors, a .onnx from img2img export (run by ONNX "
                         "Runtime: pip install 'img2img[onnx]'), or a published .pth "
                         "(reference CycleGAN/pix2pix, ESRGAN, Real-ESRGAN, BasicSR; see "
-                        "img2img import)")
+                        "img2img import), or a bundled model's name (sr_x4_naip; "
+                        "img2img models lists them)")
     p.add_argument("--key", help="entry of a foreign checkpoint's container to use (default: "
                                  "params_ema, then params, then state_dict)")
     p.add_argument("--input", required=True, help="file, folder (recursive) or glob")

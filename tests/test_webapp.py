@@ -311,3 +311,15 @@ def test_upload_in_the_browser_shows_input_and_output(app: tuple, images: dict, 
     browser.find_element(By.ID, "run").click()
     WebDriverWait(browser, 60).until(lambda d: shown(d) == [[80, 48], [80, 48]])
     assert read_image(shot).shape[1] == 1280  # the page as the test saw it
+
+
+def test_a_bundled_model_name_is_a_checkpoint(tmp_path: Path) -> None:
+    """``img2img app --checkpoint sr_x4_naip`` serves the model inside the package, as
+    ``translate`` does; an unknown bare name is one usage error listing the bundled ones."""
+    from img2img.errors import UsageError
+    from img2img.webapp.models import checkpoint_files
+
+    [(path, named)] = checkpoint_files(["sr_x4_naip"])
+    assert named and path.name == "sr_x4_naip.safetensors" and path.is_file()
+    with pytest.raises(UsageError, match="bundled: sr_x4_naip"):
+        checkpoint_files(["sr_x4_nap"])

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from img2img.checkpoint import CheckpointError
 from img2img.errors import UsageError
+from img2img.inference.bundled import bundled_path, is_bare_name
 from img2img.inference.translator import Translator
 
 log = logging.getLogger("img2img")
@@ -69,6 +70,8 @@ def checkpoint_files(specs: Sequence[str | os.PathLike]) -> list[tuple[Path, boo
             items = [(f, False) for f in found]
         elif p.is_file():
             items = [(p, True)]
+        elif is_bare_name(spec):  # a bundled model's name (UsageError listing them if not)
+            items = [(bundled_path(os.fspath(spec)), True)]
         else:
             raise UsageError(f"--checkpoint {p}: no such file or folder")
         for f, named in items:

@@ -23,14 +23,17 @@ Planning also removes the temp files a killed run left in the output tree (our e
 ``.NAME.<8 hex>.tmp`` names only, never through links, never one a running writer holds);
 the report counts them.
 
-Reading/decoding and encoding/writing run in background threads so that the model
-computes while the previous batch is written and the next one is read.
+Each input is read by the first reader of ``readers.READERS`` that claims it, and each
+output written by the writer ``writers.WRITERS`` holds for its output kind. Reading/decoding
+and encoding/writing run in background threads so that the model computes while the previous
+batch is written and the next one is read.
 
 Large images (more input pixels than ``TileOptions.limit``, or any image with
 ``TileOptions.tile``) are not batched with others: they run one at a time in overlapping
-tiles (``tiling``); a TIFF output is then written window by window through rasterio when
-it is installed. Georeferenced TIFFs go through ``geotiff`` (read and written by windows,
-georeferencing kept) and need a TIFF output.
+tiles (``tiling``), streamed into a PNG, or into a TIFF window by window through rasterio
+when it is installed. Georeferenced TIFFs are read and written by windows (``geotiff``,
+georeferencing kept) and need a TIFF output. A stream's frames (e.g. a video's) are
+translated in batches as its writer takes them.
 """
 
 from __future__ import annotations
@@ -38,18 +41,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from itertools import chain
 from pathlib import Path
-
-import numpy as np
 
 from img2img.data.io import (
     IMAGE_EXTENSIONS,
     ImageReadError,
-    ImageTooLargeError,
     dropped_frames_reason,
-    read_image,
-    write_image,
 )
 from img2img.data.paths import (
     OutsideError,
@@ -61,18 +60,13 @@ from img2img.data.paths import (
 )
 from img2img.data.scan import scan_inputs
 from img2img.errors import UsageError
-from img2img.inference.geotiff import (
-    INSTALL_HINT,
-    TIFF_EXTENSIONS,
-    GeoOptions,
-    GeoTiffError,
-    is_georeferenced,
-    rasterio_available,
-    translate_geotiff,
-    write_tiff_tiled,
-)
-from img2img.inference.tiling import TileOptions, translate_array_tiled, write_png_tiled
+from img2img.inference.frames import Frame, Output
+from img2img.inference.geotiff import GeoOptions, GeoTiffError
+from img2img.inference.readers import reader_for
+from img2img.inference.render import Renderer
+from img2img.inference.tile_layout import TileOptions
 from img2img.inference.translator import Translator
+from img2img.inference.writers import WRITERS, Writer, output_kind
 
 
 @dataclass
@@ -192,52 +186,47 @@ def plan(input_spec: str, output: str | Path, ext: str | None = None,
 
 @dataclass
 class _Loaded:
-    """A read result: the decoded image, or why it failed, or a GeoTIFF left on disk."""
+    """A read result: the first frame (decoded, or a raster left on disk) and, for a
+    stream, the iterator of the rest; or why the input cannot be read."""
 
     job: Job
-    image: np.ndarray | None = None
+    frame: Frame | None = None
+    rest: Iterator[Frame] | None = None
     error: str | None = None
-    geo: bool = False
 
 
-def _read(job: Job) -> _Loaded:
+def _load(job: Job) -> _Loaded:
+    """Read ``job.src`` with its reader, unless the file holds several frames or pages an
+    image reader would keep only one of."""
+    reason = dropped_frames_reason(job.src)
+    if reason:
+        return _Loaded(job, error=reason)
     try:
-        if is_georeferenced(job.src):
-            return _Loaded(job, geo=True)
-        return _Loaded(job, read_image(job.src))
-    except ImageTooLargeError as exc:
-        return _too_large(job, exc)
+        reader = reader_for(job.src)
+        frames = iter(reader.frames(job.src))
+        first = next(frames, None)
+        if first is None:
+            return _Loaded(job, error="no frames to translate")
+        return _Loaded(job, first, frames if reader.stream else None)
     except ImageReadError as exc:
         return _Loaded(job, error=exc.reason)
     except (GeoTiffError, OSError) as exc:
         return _Loaded(job, error=str(exc))
 
 
-def _load(job: Job) -> _Loaded:
-    """``_read``, unless the file holds several frames or pages (it would keep only one)."""
-    reason = dropped_frames_reason(job.src)
-    return _Loaded(job, error=reason) if reason else _read(job)
-
-
-def _too_large(job: Job, exc: ImageTooLargeError) -> _Loaded:
-    """A TIFF too large to decode whole is read by windows (the GeoTIFF path, which also
-    takes plain TIFFs) when rasterio is installed and the output is a TIFF."""
-    if exc.format != "TIFF":
-        return _Loaded(job, error=exc.reason)
-    if not rasterio_available():
-        return _Loaded(job, error=f"{exc.reason}, or translate it by windows after "
-                                  f"{INSTALL_HINT}")
-    if job.dst.suffix.lower() not in TIFF_EXTENSIONS:
-        return _Loaded(job, error=f"{exc.reason}, or translate it by windows into a .tif "
-                                  f"output (--ext tif)")
-    return _Loaded(job, geo=True)
+def _alone(item: _Loaded, renderer: Renderer) -> bool:
+    """Whether ``item`` runs on its own rather than in a batch of whole images."""
+    frame = item.frame
+    assert frame is not None
+    return (item.rest is not None or frame.kind is not None or frame.pixels is None
+            or renderer.tile_for(frame) is not None)
 
 
 def _work(reads: Iterator[Future], batch_size: int, report: Report,
           progress: Callable[[int], None],
-          tiled: Callable[[np.ndarray], bool]) -> Iterator[tuple[str, list[_Loaded]]]:
+          alone: Callable[[_Loaded], bool]) -> Iterator[tuple[str, list[_Loaded]]]:
     """Group consecutive readable images of equal shape into batches (``"batch"``); large
-    images (``"large"``) and GeoTIFFs (``"geo"``) come alone."""
+    images, rasters on disk and streams (``"alone"``) come one at a time."""
     batch: list[_Loaded] = []
     for fut in reads:
         item = fut.result()
@@ -245,13 +234,14 @@ def _work(reads: Iterator[Future], batch_size: int, report: Report,
             report.failed.append((item.job.src, item.error))
             progress(1)
             continue
-        if item.geo or tiled(item.image):  # type: ignore[arg-type]
+        if alone(item):
             if batch:
                 yield "batch", batch
                 batch = []
-            yield ("geo" if item.geo else "large"), [item]
+            yield "alone", [item]
             continue
-        if batch and (item.image.shape != batch[0].image.shape  # type: ignore[union-attr]
+        shape = item.frame.pixels.shape  # type: ignore[union-attr]
+        if batch and (shape != batch[0].frame.pixels.shape  # type: ignore[union-attr]
                       or len(batch) >= batch_size):
             yield "batch", batch
             batch = []
@@ -283,69 +273,75 @@ def translate_jobs(translator: Translator, jobs: list[Job], batch_size: int = 4,
     files in flight are written)."""
     report = report if report is not None else Report()
     progress = progress or (lambda n: None)
-    tiling = tiling or TileOptions()
-    scale = translator.meta.scale
+    renderer = Renderer(translator, tiling or TileOptions(), geo, batch_size)
+    image_writer = WRITERS["image"]
     writes: list[tuple[Job, Future]] = []
 
-    def write(job: Job, out: np.ndarray) -> None:
+    def write(job: Job, outputs: list[Output], writer: Writer) -> None:
         check_inside(job.dst, job.out)
-        write_image(job.dst, out)
+        writer.write(job.dst, outputs)
         report.done.append(job.dst)  # here, so that an interrupted run still counts it
-
-    def tile_for(img: np.ndarray) -> int | None:
-        return tiling.tile_for(img.shape[0], img.shape[1], scale)
 
     with ThreadPoolExecutor(workers, thread_name_prefix="read") as readers, \
             ThreadPoolExecutor(workers, thread_name_prefix="write") as writers:
         reads = _prefetch(readers, jobs, depth=max(2 * batch_size, 4))
         for kind, batch in _work(reads, batch_size, report, progress,
-                                 lambda img: tile_for(img) is not None):
+                                 lambda item: _alone(item, renderer)):
             if kind == "batch":
                 try:
-                    outs = translator.translate_arrays([item.image for item in batch])
+                    outs = renderer.whole([item.frame for item in batch])  # type: ignore[misc]
                 except (ValueError, RuntimeError) as exc:
                     report.failed.extend((item.job.src, f"translation failed: {exc}")
                                          for item in batch)
                     continue
                 for item, out in zip(batch, outs, strict=True):
-                    writes.append((item.job, writers.submit(write, item.job, out)))
+                    writes.append((item.job, writers.submit(write, item.job, [_detached(out)],
+                                                            image_writer)))
                 progress(len(batch))
                 writes = _collect(writes, report, wait=False)
                 continue
-            item = batch[0]
-            job = item.job
+            job = batch[0].job
             try:
-                check_inside(job.dst, job.out)  # before the tiled writers create folders
-                if kind == "geo":
-                    if job.dst.suffix.lower() not in TIFF_EXTENSIONS:
-                        raise GeoTiffError(f"a georeferenced TIFF needs a .tif output to keep "
-                                           f"its georeferencing, not {job.dst.suffix}")
-                    translate_geotiff(translator, job.src, job.dst, geo, tiling, batch_size)
-                    report.done.append(job.dst)
-                else:
-                    img, tile = item.image, tile_for(item.image)  # type: ignore[arg-type]
-                    if job.dst.suffix.lower() in TIFF_EXTENSIONS and rasterio_available():
-                        write_tiff_tiled(translator, img, job.dst, tile, tiling.overlap,
-                                         batch_size)
-                        report.done.append(job.dst)
-                    elif job.dst.suffix.lower() == ".png":
-                        write_png_tiled(translator, img, job.dst, tile, tiling.overlap,
-                                        batch_size)
-                        report.done.append(job.dst)
-                    else:
-                        out = translate_array_tiled(translator, img, tile, tiling.overlap,
-                                                    batch_size)
-                        writes.append((job, writers.submit(write, job, out)))
+                queued = _run_alone(batch.pop(), renderer, report)
+                if queued is not None:  # translated here, written in the background
+                    writes.append((job, writers.submit(write, job, *queued)))
             except OutsideError as exc:
                 report.failed.append((job.src, str(exc)))
             except Exception as exc:  # noqa: BLE001 - reported per file, the run goes on
                 report.failed.append((job.src, f"translation failed: {exc}"))
-            del item, batch
             progress(1)
             writes = _collect(writes, report, wait=False)
         _collect(writes, report, wait=True)
     report.failed.sort(key=lambda x: str(x[0]))
     return report
+
+
+def _run_alone(item: _Loaded, renderer: Renderer,
+               report: Report) -> tuple[list[Output], Writer] | None:
+    """Translate and write one large image, raster or stream with the writer of its output
+    kind. A streaming writer writes here (translating as it writes); for the others the
+    whole outputs and their writer are returned, to be written in the background."""
+    job, frame = item.job, item.frame
+    assert frame is not None
+    writer = WRITERS[output_kind(frame, job.dst, renderer.tile_for(frame) is not None)]
+    reason = writer.refuses(frame, job.dst)
+    if reason is not None:
+        report.failed.append((job.src, reason))
+        return None
+    check_inside(job.dst, job.out)  # before a streaming writer creates folders
+    outputs = (renderer.stream(chain([frame], item.rest)) if item.rest is not None
+               else [renderer.render(frame)])
+    if writer.streams:
+        writer.write(job.dst, outputs)
+        report.done.append(job.dst)
+        return None
+    return [_detached(o) for o in outputs], writer
+
+
+def _detached(out: Output) -> Output:
+    """``out`` computed whole, without its input's pixels (a queued write holds only what
+    it writes)."""
+    return Output.of(replace(out.frame, pixels=None), out.whole())
 
 
 def _collect(writes: list[tuple[Job, Future]], report: Report,

@@ -1,0 +1,104 @@
+"""Writers: translated frames -> output files, chosen from a table keyed by output kind.
+
+``WRITERS`` maps an output kind to its writer:
+
+* ``"image"``: one whole image through ``data.io.write_image`` (any format it encodes);
+* ``"png-stream"``: a tiled result streamed into a PNG row band by row band
+  (``data.png_stream``), never whole in memory;
+* ``"tiff-stream"``: a tiled result written into a TIFF window by window (rasterio);
+* ``"geotiff"``: a raster read by windows written by windows with the source's
+  georeferencing, band metadata, nodata and compression (``inference.geotiff``).
+
+A frame's reader may name its kind (``Frame.kind``: a GeoTIFF, a video); otherwise a frame
+small enough to translate whole is an ``"image"``, and a tiled one is streamed when the
+output's suffix has a streaming writer (``STREAMED``) that is available. Every writer writes
+atomically: the output is complete or absent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Protocol
+
+from img2img.data.io import write_image
+from img2img.data.png_stream import png_rows
+from img2img.inference.frames import Frame, Output, single_output
+from img2img.inference.geotiff import GeoTiffWriter, TiffStreamWriter
+
+__all__ = ["STREAMED", "WRITERS", "ImageWriter", "PngStreamWriter", "Writer", "output_kind"]
+
+
+class Writer(Protocol):
+    """Writes the translated frames of one input to one output file.
+
+    ``streams``: True if ``write`` takes outputs as they are computed (rows or frames are
+    translated while it writes, on the calling thread); False if it wants whole arrays (they
+    are computed first, and the write may run in a writer thread).
+    """
+
+    streams: bool
+
+    def available(self) -> bool:
+        """False if a library this writer needs is missing (the image writer is used)."""
+        ...
+
+    def refuses(self, frame: Frame, dst: Path) -> str | None:
+        """Why ``frame`` cannot be written to ``dst`` (one line), or None."""
+        ...
+
+    def write(self, dst: Path, outputs: Iterable[Output]) -> None:
+        """Write ``outputs`` (in order) to ``dst``, atomically."""
+        ...
+
+
+class ImageWriter:
+    """``"image"``: the whole result, encoded by ``data.io.write_image``."""
+
+    streams = False
+
+    def available(self) -> bool:
+        return True
+
+    def refuses(self, frame: Frame, dst: Path) -> str | None:
+        return None
+
+    def write(self, dst: Path, outputs: Iterable[Output]) -> None:
+        write_image(dst, single_output(outputs, dst).whole())
+
+
+class PngStreamWriter:
+    """``"png-stream"``: rows streamed into a PNG as they are finished, so the output never
+    exists whole in memory (an x4 result of a 4000x4000 photo is 768 MB)."""
+
+    streams = True
+
+    def available(self) -> bool:
+        return True
+
+    def refuses(self, frame: Frame, dst: Path) -> str | None:
+        return None
+
+    def write(self, dst: Path, outputs: Iterable[Output]) -> None:
+        out = single_output(outputs, dst)
+        with png_rows(dst, out.height, out.width, out.channels, out.dtype) as sink:
+            out.into(sink)
+
+
+WRITERS: dict[str, Writer] = {
+    "image": ImageWriter(),
+    "png-stream": PngStreamWriter(),
+    "tiff-stream": TiffStreamWriter(),
+    "geotiff": GeoTiffWriter(),
+}
+
+STREAMED: dict[str, str] = {".png": "png-stream", ".tif": "tiff-stream", ".tiff": "tiff-stream"}
+"""Output suffix -> the kind of writer that streams a tiled result into it."""
+
+
+def output_kind(frame: Frame, dst: Path, tiled: bool) -> str:
+    """The ``WRITERS`` key for ``frame`` written to ``dst`` (``tiled``: translated in tiles)."""
+    if frame.kind is not None:
+        return frame.kind
+    kind = STREAMED.get(dst.suffix.lower(), "image") if tiled else "image"
+    return kind if WRITERS[kind].available() else "image"

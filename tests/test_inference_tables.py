@@ -17,6 +17,7 @@ from imgfactory import photo_like
 from img2img.checkpoint import meta_for, save_generator
 from img2img.data.convert import from_tensor, to_tensor
 from img2img.data.io import read_image, write_image
+from img2img.errors import UsageError
 from img2img.inference import readers, writers
 from img2img.inference.folder import plan, translate_jobs
 from img2img.inference.frames import Frame, Output
@@ -70,6 +71,7 @@ class StripWriter:
     recording how far ahead of it the reader was for each frame."""
 
     streams = True
+    suffixes = frozenset({".png"})
 
     def __init__(self, reader: StripReader) -> None:
         self.reader = reader
@@ -132,6 +134,20 @@ def test_a_writer_that_refuses_an_output_is_a_reported_failure(
                                              ext="jpg").jobs)
     assert report.failed == [(tmp_path / "in" / "clip.strip.png", "strips are written as PNG")]
     assert not (tmp_path / "out").exists()
+
+
+def test_planning_accepts_the_suffixes_of_every_writer(monkeypatch: pytest.MonkeyPatch,
+                                                       tmp_path: Path) -> None:
+    write_image(tmp_path / "in" / "a.png", photo_like(8, 8))
+    with pytest.raises(UsageError, match="--ext seq: cannot write that format"):
+        plan(str(tmp_path / "in"), tmp_path / "out", ext="seq")
+
+    class SeqWriter(StripWriter):
+        suffixes = frozenset({".seq"})
+
+    monkeypatch.setitem(writers.WRITERS, "seq", SeqWriter(StripReader()))
+    assert [j.dst.name for j in plan(str(tmp_path / "in"), tmp_path / "out",
+                                     ext="seq").jobs] == ["a.seq"]
 
 
 def test_tiled_outputs_are_streamed_where_the_suffix_allows() -> None:

@@ -45,11 +45,7 @@ from dataclasses import dataclass, field, replace
 from itertools import chain
 from pathlib import Path
 
-from img2img.data.io import (
-    IMAGE_EXTENSIONS,
-    ImageReadError,
-    dropped_frames_reason,
-)
+from img2img.data.io import ImageReadError, dropped_frames_reason
 from img2img.data.paths import (
     OutsideError,
     check_clear_of_inputs,
@@ -66,7 +62,7 @@ from img2img.inference.readers import reader_for
 from img2img.inference.render import Renderer
 from img2img.inference.tile_layout import TileOptions
 from img2img.inference.translator import Translator
-from img2img.inference.writers import WRITERS, Writer, output_kind
+from img2img.inference.writers import WRITERS, Writer, output_kind, writable_suffixes
 
 
 @dataclass
@@ -111,27 +107,28 @@ class Report:
         return line
 
 
-_WRITES = ", ".join(e[1:] for e in sorted(IMAGE_EXTENSIONS))
+def _writes() -> str:
+    return ", ".join(e[1:] for e in sorted(writable_suffixes()))
 
 
 def _output_ext(ext: str | None) -> str | None:
-    """``"PNG"``/``".png"`` -> ``".png"``; UsageError for a format the writer cannot write."""
+    """``"PNG"``/``".png"`` -> ``".png"``; UsageError for a format no writer can write."""
     if ext is None:
         return None
     norm = (ext if ext.startswith(".") else "." + ext).lower()
-    if norm not in IMAGE_EXTENSIONS:
-        raise UsageError(f"--ext {ext}: cannot write that format (use one of {_WRITES})")
+    if norm not in writable_suffixes():
+        raise UsageError(f"--ext {ext}: cannot write that format (use one of {_writes()})")
     return norm
 
 
 def _unwritable(src: Path, dst: Path) -> str | None:
     """Why ``dst`` (the input's own format, no --ext) cannot be written; None if it can."""
-    if dst.suffix.lower() in IMAGE_EXTENSIONS:
+    if dst.suffix.lower() in writable_suffixes():
         return None
     # An animated GIF would fail anyway: say that first rather than ask for --ext.
     return dropped_frames_reason(src) or (
         f"cannot write {dst.suffix or 'files without a suffix'} output (the input's format); "
-        f"pass --ext with one of {_WRITES}")
+        f"pass --ext with one of {_writes()}")
 
 
 def plan(input_spec: str, output: str | Path, ext: str | None = None,

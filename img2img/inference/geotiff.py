@@ -370,6 +370,7 @@ class GeoTiffWriter:
     into a TIFF with the source's georeferencing and metadata (see the module docstring)."""
 
     streams = True
+    suffixes = frozenset(TIFF_EXTENSIONS)
 
     def available(self) -> bool:
         return True
@@ -400,6 +401,7 @@ class TiffStreamWriter:
     output-sized array is ever held. Alpha is stored as unassociated alpha; DEFLATE."""
 
     streams = True
+    suffixes = frozenset(TIFF_EXTENSIONS)
 
     def available(self) -> bool:
         return rasterio_available()

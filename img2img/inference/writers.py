@@ -21,12 +21,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
-from img2img.data.io import write_image
+from img2img.data.io import IMAGE_EXTENSIONS, write_image
 from img2img.data.png_stream import png_rows
 from img2img.inference.frames import Frame, Output, single_output
 from img2img.inference.geotiff import GeoTiffWriter, TiffStreamWriter
 
-__all__ = ["STREAMED", "WRITERS", "ImageWriter", "PngStreamWriter", "Writer", "output_kind"]
+__all__ = ["STREAMED", "WRITERS", "ImageWriter", "PngStreamWriter", "Writer", "output_kind",
+           "writable_suffixes"]
 
 
 class Writer(Protocol):
@@ -34,10 +35,12 @@ class Writer(Protocol):
 
     ``streams``: True if ``write`` takes outputs as they are computed (rows or frames are
     translated while it writes, on the calling thread); False if it wants whole arrays (they
-    are computed first, and the write may run in a writer thread).
+    are computed first, and the write may run in a writer thread). ``suffixes``: the output
+    file names it writes; planning accepts an output whose suffix some writer has.
     """
 
     streams: bool
+    suffixes: frozenset[str]  # output suffixes it writes (lower case, with the dot)
 
     def available(self) -> bool:
         """False if a library this writer needs is missing (the image writer is used)."""
@@ -56,6 +59,7 @@ class ImageWriter:
     """``"image"``: the whole result, encoded by ``data.io.write_image``."""
 
     streams = False
+    suffixes = IMAGE_EXTENSIONS
 
     def available(self) -> bool:
         return True
@@ -72,6 +76,7 @@ class PngStreamWriter:
     exists whole in memory (an x4 result of a 4000x4000 photo is 768 MB)."""
 
     streams = True
+    suffixes = frozenset({".png"})
 
     def available(self) -> bool:
         return True
@@ -94,6 +99,11 @@ WRITERS: dict[str, Writer] = {
 
 STREAMED: dict[str, str] = {".png": "png-stream", ".tif": "tiff-stream", ".tiff": "tiff-stream"}
 """Output suffix -> the kind of writer that streams a tiled result into it."""
+
+
+def writable_suffixes() -> frozenset[str]:
+    """Every output suffix some writer of ``WRITERS`` writes."""
+    return frozenset().union(*(w.suffixes for w in WRITERS.values()))
 
 
 def output_kind(frame: Frame, dst: Path, tiled: bool) -> str:

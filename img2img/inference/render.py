@@ -10,22 +10,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from img2img.inference.frames import Frame, Output
 from img2img.inference.geotiff import GeoOptions, raster_output
 from img2img.inference.tile_layout import TileOptions
+from img2img.inference.translator import Translator
 
 __all__ = ["Renderer"]
 
 
 @dataclass
 class Renderer:
-    """Translates frames with ``translator`` (a ``Translator``): see the module docstring."""
+    """Translates frames with ``translator``: see the module docstring."""
 
-    translator: Any
+    translator: Translator
     tiling: TileOptions = field(default_factory=TileOptions)
     geo: GeoOptions | None = None
     batch_size: int = 4

@@ -26,7 +26,9 @@ from img2img.cli import translate_main
 from img2img.data.io import read_image, write_image
 from img2img.data.paths import is_temp_name
 from img2img.data.video_probe import VideoError, load_av, probe_video
+from img2img.inference import readers, writers
 from img2img.inference import video as video_mod
+from img2img.inference.folder import plan, translate_jobs
 from img2img.inference.translator import Translator
 from img2img.inference.video import frame_name, upright
 from img2img.nn import build_generator
@@ -376,17 +378,19 @@ def test_failure_mid_video_is_reported_and_leaves_nothing(
 
 def test_frames_stream_through_in_batches(tmp_path: Path, translator: Translator,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    """A clip is never held in memory: the first batch is translated (and encoded) after
-    only its own frames were decoded."""
-    src = make_clip(tmp_path / "clip.mp4")
+    """A clip is never held in memory: the video reader and writer are table entries of
+    the folder run, and the first batch is translated (and encoded) after only its own
+    frames were decoded."""
+    assert isinstance(readers.reader_for(Path("a.MP4")), video_mod.VideoReader)
+    assert isinstance(writers.WRITERS["video"], video_mod.VideoWriter)
+    src = make_clip(tmp_path / "in" / "clip.mp4")
     decoded_so_far: list[int] = []
     seen: list[tuple[int, int]] = []
     real_read, real_translate = video_mod.read_frames, Translator.translate_arrays
 
-    def counting_read(container: object, audio: bool = False):  # noqa: ANN202
-        for item in real_read(container, audio):
-            if isinstance(item, video_mod.Frame):
-                decoded_so_far.append(item.index)
+    def counting_read(container: object):  # noqa: ANN202
+        for item in real_read(container):
+            decoded_so_far.append(item.index)
             yield item
 
     def watching(self: Translator, images: list[np.ndarray]) -> list[np.ndarray]:
@@ -395,11 +399,11 @@ def test_frames_stream_through_in_batches(tmp_path: Path, translator: Translator
 
     monkeypatch.setattr(video_mod, "read_frames", counting_read)
     monkeypatch.setattr(Translator, "translate_arrays", watching)
-    n = video_mod.translate_video(translator, src, tmp_path / "out.mp4",
-                                  video_mod.VideoOptions(progress=False), batch_size=5)
-    assert n == N
-    assert seen[0] == (5, 5) and all(size <= 5 for _, size in seen)
-    assert sum(size for _, size in seen) == N
+    report = translate_jobs(translator, plan(str(src), tmp_path / "out").jobs, batch_size=5)
+    assert report.done == [tmp_path / "out" / "clip.mp4"] and not report.failed
+    assert len(decoded(tmp_path / "out" / "clip.mp4")) == N
+    assert [size for _, size in seen] == [5, 5, 5, 5, 4]
+    assert [count for count, _ in seen] == [5, 10, 15, 20, 24], "one batch decoded at a time"
 
 
 # --------------------------------------------------------------------------- flags

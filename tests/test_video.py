@@ -268,6 +268,19 @@ def test_folder_with_images_a_video_and_a_corrupt_video(
     assert (out / "sub" / "clip.mp4").stat().st_mtime_ns == stamp
 
 
+def test_ext_is_for_images_a_video_keeps_its_name_and_container(
+        tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "in"
+    write_image(root / "a.jpg", photo_like(16, 24, seed=1))
+    make_clip(root / "clip.mkv", frames=3, audio=None)
+    code, stdout, err = run(capsys, "--checkpoint", checkpoint, "--input", root,
+                            "--output", tmp_path / "out", "--ext", "png")
+    assert code == 0, err
+    assert "2 translated" in stdout
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "clip.mkv"]
+    assert len(decoded(tmp_path / "out" / "clip.mkv")) == 3
+
+
 def test_frames_out_writes_numbered_upright_pngs_and_a_rerun_fills_gaps(
         tmp_path: Path, checkpoint: Path, translator: Translator,
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -404,6 +417,20 @@ def test_frames_stream_through_in_batches(tmp_path: Path, translator: Translator
     assert len(decoded(tmp_path / "out" / "clip.mp4")) == N
     assert [size for _, size in seen] == [5, 5, 5, 5, 4]
     assert [count for count, _ in seen] == [5, 10, 15, 20, 24], "one batch decoded at a time"
+
+
+def test_progress_bar_counts_the_frames_of_each_video(
+        tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = make_clip(tmp_path / "in" / "clip.mp4", frames=6, audio=None)
+    capsys.readouterr()
+    code = translate_main(["--checkpoint", str(checkpoint), "--input", str(src),
+                           "--output", str(tmp_path / "out"), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "clip.mp4: " in err and "/6 [" in err and "frame/s" in err  # a bar of 6 frames
+    code = translate_main(["--checkpoint", str(checkpoint), "--input", str(src), "--output",
+                           str(tmp_path / "again"), "--device", "cpu", "--quiet"])
+    assert code == 0 and "frame/s" not in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- flags

@@ -76,7 +76,7 @@ def make_clip(path: Path, width: int = W, height: int = H, frames: int = N,
     """A clip whose frames all differ (a moving square on a textured background), with
     ``frames / FPS`` seconds of a 440 Hz tone; ``vfr``: frames 20 or 40 ms late, one in
     three on time (a variable frame rate)."""
-    fmt = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}[path.suffix]
+    fmt = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm"}[path.suffix]
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w", format=fmt) as out:
         vs = out.add_stream(codec, rate=FPS, options={"qp": "0"} if codec == "libx264" else {})
@@ -453,6 +453,18 @@ def test_codec_and_crf_flags(tmp_path: Path, checkpoint: Path,
     code, _, err = run(capsys, *base, "--crf", "30", "--overwrite")
     assert code == 0, err
     assert probe_video(tmp_path / "out" / "clip.mp4").codec == "h264"
+
+
+def test_a_codec_the_container_cannot_hold_is_one_failure_line_and_no_file(
+        tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = make_clip(tmp_path / "in" / "clip.webm", frames=2, codec="libvpx-vp9", audio=None)
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "--checkpoint", checkpoint, "--input", src, "--output", out,
+                       "--codec", "libx264")
+    assert code == 1
+    assert (f"failed: {src}: cannot write {out / 'clip.webm'}: 'webm' format does not "
+            f"support 'libx264' codec") in err
+    assert not (out / "clip.webm").exists() and not temps(out)
 
 
 def test_without_pyav_a_video_is_one_failure_line_and_images_still_run(

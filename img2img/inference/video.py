@@ -239,7 +239,7 @@ class _VideoSink:
         try:
             vs = self.out.add_stream(name, rate=info.fps, options=opts)
         except ValueError as exc:  # e.g. "'webm' format does not support 'libx264' codec"
-            raise VideoError(f"cannot write {name} video: {exc}") from None
+            raise VideoError(str(exc)) from None
         vs.width, vs.height = _even_size(*size, self.pix_fmt, av)
         vs.pix_fmt = self.pix_fmt
         vs.time_base = info.time_base
@@ -384,7 +384,7 @@ class VideoWriter:
                     sink = _VideoSink(av, tmp, dst.suffix.lower(), source, info,
                                       (first.width, first.height), self.options)
                 except (av.FFmpegError, VideoError) as exc:
-                    raise ImageWriteError(dst, _write_reason(dst, exc)) from None
+                    raise ImageWriteError(dst, _write_reason(exc)) from None
                 try:
                     audio = _AudioCopy(source, sink)
                     for out in chain([first], items):
@@ -395,7 +395,7 @@ class VideoWriter:
                     sink.close()
                 except av.FFmpegError as exc:
                     sink.abandon()
-                    raise ImageWriteError(dst, _write_reason(dst, exc)) from None
+                    raise ImageWriteError(dst, _write_reason(exc)) from None
                 except BaseException:
                     sink.abandon()
                     raise
@@ -403,8 +403,8 @@ class VideoWriter:
             source.close()
 
 
-def _write_reason(dst: Path, exc: BaseException) -> str:
-    return str(exc) if isinstance(exc, VideoError) else f"cannot write {dst.name}: {_reason(exc)}"
+def _write_reason(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, VideoError) else _reason(exc)
 
 
 # --------------------------------------------------------------------------- frames out

@@ -19,9 +19,10 @@ from affine import Affine  # noqa: E402
 
 from img2img.checkpoint import meta_for, save_generator  # noqa: E402
 from img2img.cli import translate_main  # noqa: E402
+from img2img.data.convert import denormalize  # noqa: E402
 from img2img.data.io import ImageReadError, read_image, write_image  # noqa: E402
 from img2img.inference import geotiff  # noqa: E402
-from img2img.inference.tiling import denormalize, translate_array_tiled  # noqa: E402
+from img2img.inference.bands import translate_array_tiled  # noqa: E402
 from img2img.inference.translator import Translator  # noqa: E402
 from img2img.nn import build_generator  # noqa: E402
 

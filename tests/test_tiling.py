@@ -19,18 +19,12 @@ from imgfactory import photo_like, write_png
 
 from img2img.checkpoint import meta_for, save_generator
 from img2img.cli import DEFAULT_OVERLAP, EXTRA_BANDS, translate_main, translate_parser
+from img2img.data.convert import denormalize, normalize
 from img2img.data.io import read_image
-from img2img.inference import geotiff, tiling
-from img2img.inference.tiling import (
-    ArraySource,
-    ModelReader,
-    TileOptions,
-    axis_spans,
-    denormalize,
-    normalize,
-    translate_array_tiled,
-    translate_large,
-)
+from img2img.inference import bands, geotiff, tile_layout
+from img2img.inference.bands import ArraySource, ModelReader, translate_array_tiled
+from img2img.inference.tile_layout import TileOptions, axis_spans
+from img2img.inference.tiling import translate_large
 from img2img.inference.translator import Translator
 from img2img.nn import build_generator
 
@@ -265,7 +259,7 @@ def test_tile_options() -> None:
 
 def test_cli_defaults_match_the_library() -> None:
     ns = translate_parser().parse_args(["--checkpoint", "c", "--input", "i", "--output", "o"])
-    assert ns.tile is None and ns.tile_overlap == DEFAULT_OVERLAP == tiling.DEFAULT_OVERLAP
+    assert ns.tile is None and ns.tile_overlap == DEFAULT_OVERLAP == tile_layout.DEFAULT_OVERLAP
     assert EXTRA_BANDS == geotiff.EXTRA_BANDS and ns.extra_bands == "bicubic"
     assert ns.bands is None and ns.data_range is None and ns.max_pixels is None
     ns = translate_parser().parse_args(["--checkpoint", "c", "--input", "i", "--output", "o",
@@ -346,6 +340,6 @@ def test_missing_rasterio_gives_the_install_hint(monkeypatch: pytest.MonkeyPatch
 
 def test_array_sink_matches_return_value(sr: Translator) -> None:
     img = _textured(30, 30, seed=13)
-    sink = tiling.ArraySink(120, 120, 3, np.uint8)
+    sink = bands.ArraySink(120, 120, 3, np.uint8)
     assert translate_array_tiled(sr, img, 16, 8, sink=sink) is None
     assert np.array_equal(sink.array, translate_array_tiled(sr, img, 16, 8))

@@ -38,7 +38,7 @@ from img2img.cli import translate_main
 from img2img.data.convert import from_tensor, to_tensor
 from img2img.data.io import atomic_path, read_image
 from img2img.inference.folder import plan, translate_jobs
-from img2img.inference.tiling import TileOptions
+from img2img.inference.tile_layout import TileOptions
 from img2img.inference.translator import Translator
 from img2img.nn import build_generator
 

@@ -26,7 +26,9 @@ from img2img.cli import translate_main
 from img2img.data.io import read_image, write_image
 from img2img.data.paths import is_temp_name
 from img2img.data.video_probe import VideoError, load_av, probe_video
+from img2img.inference import readers, writers
 from img2img.inference import video as video_mod
+from img2img.inference.folder import plan, translate_jobs
 from img2img.inference.translator import Translator
 from img2img.inference.video import frame_name, upright
 from img2img.nn import build_generator
@@ -74,7 +76,7 @@ def make_clip(path: Path, width: int = W, height: int = H, frames: int = N,
     """A clip whose frames all differ (a moving square on a textured background), with
     ``frames / FPS`` seconds of a 440 Hz tone; ``vfr``: frames 20 or 40 ms late, one in
     three on time (a variable frame rate)."""
-    fmt = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}[path.suffix]
+    fmt = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm"}[path.suffix]
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w", format=fmt) as out:
         vs = out.add_stream(codec, rate=FPS, options={"qp": "0"} if codec == "libx264" else {})
@@ -266,6 +268,19 @@ def test_folder_with_images_a_video_and_a_corrupt_video(
     assert (out / "sub" / "clip.mp4").stat().st_mtime_ns == stamp
 
 
+def test_ext_is_for_images_a_video_keeps_its_name_and_container(
+        tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "in"
+    write_image(root / "a.jpg", photo_like(16, 24, seed=1))
+    make_clip(root / "clip.mkv", frames=3, audio=None)
+    code, stdout, err = run(capsys, "--checkpoint", checkpoint, "--input", root,
+                            "--output", tmp_path / "out", "--ext", "png")
+    assert code == 0, err
+    assert "2 translated" in stdout
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "clip.mkv"]
+    assert len(decoded(tmp_path / "out" / "clip.mkv")) == 3
+
+
 def test_frames_out_writes_numbered_upright_pngs_and_a_rerun_fills_gaps(
         tmp_path: Path, checkpoint: Path, translator: Translator,
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -376,17 +391,19 @@ def test_failure_mid_video_is_reported_and_leaves_nothing(
 
 def test_frames_stream_through_in_batches(tmp_path: Path, translator: Translator,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    """A clip is never held in memory: the first batch is translated (and encoded) after
-    only its own frames were decoded."""
-    src = make_clip(tmp_path / "clip.mp4")
+    """A clip is never held in memory: the video reader and writer are table entries of
+    the folder run, and the first batch is translated (and encoded) after only its own
+    frames were decoded."""
+    assert isinstance(readers.reader_for(Path("a.MP4")), video_mod.VideoReader)
+    assert isinstance(writers.WRITERS["video"], video_mod.VideoWriter)
+    src = make_clip(tmp_path / "in" / "clip.mp4")
     decoded_so_far: list[int] = []
     seen: list[tuple[int, int]] = []
     real_read, real_translate = video_mod.read_frames, Translator.translate_arrays
 
-    def counting_read(container: object, audio: bool = False):  # noqa: ANN202
-        for item in real_read(container, audio):
-            if isinstance(item, video_mod.Frame):
-                decoded_so_far.append(item.index)
+    def counting_read(container: object):  # noqa: ANN202
+        for item in real_read(container):
+            decoded_so_far.append(item.index)
             yield item
 
     def watching(self: Translator, images: list[np.ndarray]) -> list[np.ndarray]:
@@ -395,11 +412,25 @@ def test_frames_stream_through_in_batches(tmp_path: Path, translator: Translator
 
     monkeypatch.setattr(video_mod, "read_frames", counting_read)
     monkeypatch.setattr(Translator, "translate_arrays", watching)
-    n = video_mod.translate_video(translator, src, tmp_path / "out.mp4",
-                                  video_mod.VideoOptions(progress=False), batch_size=5)
-    assert n == N
-    assert seen[0] == (5, 5) and all(size <= 5 for _, size in seen)
-    assert sum(size for _, size in seen) == N
+    report = translate_jobs(translator, plan(str(src), tmp_path / "out").jobs, batch_size=5)
+    assert report.done == [tmp_path / "out" / "clip.mp4"] and not report.failed
+    assert len(decoded(tmp_path / "out" / "clip.mp4")) == N
+    assert [size for _, size in seen] == [5, 5, 5, 5, 4]
+    assert [count for count, _ in seen] == [5, 10, 15, 20, 24], "one batch decoded at a time"
+
+
+def test_progress_bar_counts_the_frames_of_each_video(
+        tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = make_clip(tmp_path / "in" / "clip.mp4", frames=6, audio=None)
+    capsys.readouterr()
+    code = translate_main(["--checkpoint", str(checkpoint), "--input", str(src),
+                           "--output", str(tmp_path / "out"), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "clip.mp4: " in err and "/6 [" in err and "frame/s" in err  # a bar of 6 frames
+    code = translate_main(["--checkpoint", str(checkpoint), "--input", str(src), "--output",
+                           str(tmp_path / "again"), "--device", "cpu", "--quiet"])
+    assert code == 0 and "frame/s" not in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- flags
@@ -422,6 +453,18 @@ def test_codec_and_crf_flags(tmp_path: Path, checkpoint: Path,
     code, _, err = run(capsys, *base, "--crf", "30", "--overwrite")
     assert code == 0, err
     assert probe_video(tmp_path / "out" / "clip.mp4").codec == "h264"
+
+
+def test_a_codec_the_container_cannot_hold_is_one_failure_line_and_no_file(
+        tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = make_clip(tmp_path / "in" / "clip.webm", frames=2, codec="libvpx-vp9", audio=None)
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "--checkpoint", checkpoint, "--input", src, "--output", out,
+                       "--codec", "libx264")
+    assert code == 1
+    assert (f"failed: {src}: cannot write {out / 'clip.webm'}: 'webm' format does not "
+            f"support 'libx264' codec") in err
+    assert not (out / "clip.webm").exists() and not temps(out)
 
 
 def test_without_pyav_a_video_is_one_failure_line_and_images_still_run(

@@ -27,8 +27,8 @@ from imgfactory import photo_like, write_png, write_rgb16_png, write_rgba_png
 
 from img2img.checkpoint import meta_for, save_generator
 from img2img.data.io import read_image
-from img2img.inference import tiling
-from img2img.inference.tiling import TileOptions
+from img2img.inference import tile_layout
+from img2img.inference.tile_layout import TileOptions
 from img2img.inference.translator import Translator
 from img2img.nn import build_generator
 from img2img.webapp import command
@@ -215,7 +215,7 @@ def test_localhost_by_default_and_a_warning_for_anything_wider(capsys: pytest.Ca
                                                                tmp_path: Path) -> None:
     ns = command.parser().parse_args(["--checkpoint", "x"])
     assert (ns.host, ns.port, ns.share) == ("127.0.0.1", 7860, False)
-    assert command.DEFAULT_OVERLAP == tiling.DEFAULT_OVERLAP
+    assert command.DEFAULT_OVERLAP == tile_layout.DEFAULT_OVERLAP
     assert command.exposure_warnings("127.0.0.1", False) == []
     assert command.exposure_warnings("localhost", False) == []
     code = command.main(["--checkpoint", str(tmp_path / "missing.safetensors"),

@@ -1,5 +1,6 @@
 """``img2img translate`` / ``tools/translate.py``: a file, a folder tree or a glob through a
-generator (moved verbatim from ``img2img/cli.py``)."""
+generator: flags -> ``inference.run.translate_folder`` -> the printed report and the exit
+code."""
 
 from __future__ import annotations
 
@@ -20,17 +21,15 @@ from img2img.commands.common import (
 )
 from img2img.commands.common import add_common as _common
 from img2img.commands.common import setup_logging as _setup_logging
-from img2img.commands.common import usage_errors as _usage_errors
 from img2img.config import TranslateConfig
 from img2img.options import non_negative_int, positive_float, positive_int
 
 if TYPE_CHECKING:  # torch is imported only when a command runs
     import torch
 
-    from img2img.engine.distributed import World
     from img2img.inference.folder import Plan, Report
 
-# Same values as inference.tiling.DEFAULT_OVERLAP and inference.geotiff.EXTRA_BANDS (kept
+# Same values as inference.tile_layout.DEFAULT_OVERLAP and inference.geotiff.EXTRA_BANDS (kept
 # here so that building the parser does not import torch; a test checks they agree).
 DEFAULT_OVERLAP, EXTRA_BANDS = 32, ("bicubic", "drop")
 
@@ -145,119 +144,58 @@ def translate_main(argv: Sequence[str] | None = None) -> int:
     ns = translate_parser().parse_args(argv)
     _setup_logging(ns.quiet)
     apply_max_image_pixels(ns)
-    return guarded(lambda: _translate_in_world(ns), ns.debug, interrupted="interrupted")
+    return guarded(lambda: _translate(ns), ns.debug, interrupted="interrupted")
 
 
-def _translate_in_world(ns: argparse.Namespace) -> int:
-    from img2img.engine import distributed
-    from img2img.runtime import keep_freed_memory, resolve_device
+def _translate(ns: argparse.Namespace) -> int:
+    """Flags -> ``inference.run.translate_folder`` -> what rank 0 prints and the exit code."""
+    from dataclasses import fields
 
-    keep_freed_memory()
-    world = distributed.world_from_env()
-    device = distributed.device_for(world, resolve_device(ns.device))
-    distributed.init(world, device, backend="gloo")  # only small control messages travel
+    from img2img.inference.run import (
+        FolderOptions,
+        RunRefused,
+        TranslationInterrupted,
+        translate_folder,
+    )
+
+    inception: list[tuple] = []
+
+    def prepare(device: torch.device) -> None:  # rank 0, while planning: before any work
+        if ns.html:
+            from img2img.inference.gallery import check_gallery_target
+
+            check_gallery_target(ns.output)
+        if ns.fid_ref is not None:  # a missing file is said now
+            inception.append(_load_fid_ref(ns.fid_ref, ns.inception_weights, device))
+
+    options = FolderOptions(**{f.name: getattr(ns, f.name) for f in fields(FolderOptions)
+                               if hasattr(ns, f.name)})
     try:
-        return _translate(ns, world, device)
-    finally:
-        distributed.shutdown(world)
-
-
-def _check_channels(in_channels: int, jobs: list, checkpoint: str) -> None:
-    """Ordinary images give the network 1 or 3 channels; other counts need GeoTIFF bands."""
-    from img2img.errors import UsageError
-    from img2img.inference.geotiff import TIFF_EXTENSIONS
-
-    if in_channels in (1, 3):
-        return
-    others = [j.src for j in jobs if j.src.suffix.lower() not in TIFF_EXTENSIONS]
-    if others:
-        raise UsageError(f"{checkpoint}: the model takes {in_channels} input channels, which "
-                         f"only GeoTIFF bands can give; {others[0]} and {len(others) - 1} other "
-                         f"input(s) are not TIFFs")
-
-
-def _translate(ns: argparse.Namespace, world: World, device: torch.device) -> int:
-    from tqdm import tqdm
-
-    from img2img.engine import distributed
-    from img2img.inference.folder import Plan, Report, plan, translate_jobs
-    from img2img.inference.geotiff import GeoOptions
-    from img2img.inference.tiling import TileOptions
-    from img2img.inference.translator import Translator
-    from img2img.inference.video import VideoOptions
-    from img2img.runtime import default_batch_size
-
-    usage = _usage_errors()
-    error, planned, inception = None, Plan(), None
-    quiet = ns.quiet or not world.is_main
-    try:
-        tiling = TileOptions(ns.tile, ns.tile_overlap, ns.max_pixels)
-        geo = GeoOptions(ns.bands, ns.extra_bands, ns.data_range)
-        video = VideoOptions(ns.codec, ns.crf, progress=not quiet,
-                             frames=ns.frames_out is not None, overwrite=ns.overwrite)
-        video.check()
-        if world.is_main:  # one plan for all ranks: outputs appear while others would plan
-            planned = plan(ns.input, ns.output, ns.ext, ns.overwrite, ns.frames_out)
-            if ns.html:
-                from img2img.inference.gallery import check_gallery_target
-
-                check_gallery_target(ns.output)
-            if ns.fid_ref is not None:  # before any work: a missing file is said now
-                inception = _load_fid_ref(ns.fid_ref, ns.inception_weights, device)
-    except usage as exc:
-        error = str(exc)
-    error, planned = distributed.broadcast(world, (error, planned))
-    translator = None
-    if error is None:
-        try:
-            translator = Translator.from_checkpoint(ns.checkpoint, str(device), ns.precision,
-                                                    ns.dropout_at_test, compile=ns.compile,
-                                                    key=ns.key, per_image_norm=ns.per_image_norm)
-            geo.check_model(translator.meta.in_channels)
-            _check_channels(translator.meta.in_channels, planned.jobs, ns.checkpoint)
-        except usage as exc:
-            error = str(exc)
-    errors = [e for e in distributed.all_gather(world, error) if e]
-    if errors:
-        if world.is_main:
-            print(f"error: {errors[0]}", file=sys.stderr)
+        run = translate_folder(options, prepare)
+    except RunRefused as exc:
+        if exc.is_main:
+            print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    mine = planned.jobs[world.rank :: world.size]
-    report = Report()
-    try:
-        with tqdm(total=len(mine), disable=quiet, unit="img", dynamic_ncols=True) as bar:
-            batch_size = ns.batch_size or default_batch_size(translator.device)
-            translate_jobs(translator, mine, batch_size, progress=bar.update, tiling=tiling,
-                           geo=geo, report=report, video=video)
-    except KeyboardInterrupt:  # no collectives: the other ranks are being interrupted too
-        for src, reason in report.failed:
+    except TranslationInterrupted as exc:
+        for src, reason in exc.report.failed:
             print(f"failed: {src}: {reason}", file=sys.stderr)
-        print(f"interrupted: {report.summary()}; {len(mine) - len(report.done)} not done. "
-              f"Run the same command again to continue (finished outputs are skipped)",
+        print(f"{exc}. Run the same command again to continue (finished outputs are skipped)",
               file=sys.stderr)
         return EXIT_INTERRUPTED
-    reports = distributed.all_gather(world, report)
-    total = Report(skipped=list(planned.skipped), failed=list(planned.failed),
-                   removed_temp=planned.removed_temp)
-    for r in reports:
-        total.done += r.done
-        total.skipped += r.skipped
-        total.failed += r.failed
-    total.failed.sort(key=lambda x: str(x[0]))
-    if world.is_main:
-        for src, reason in total.failed:
+    if run.world.is_main:
+        for src, reason in run.report.failed:
             print(f"failed: {src}: {reason}", file=sys.stderr)
-        print(total.summary() + (f" ({world.size} processes)" if world.distributed else ""))
+        print(run.summary())
         lines: list[str] = []
         fid_failed = False
-        if inception is not None:
-            line, fid_failed = _fid_ref_line(ns, planned, inception, device)
+        if inception:
+            line, fid_failed = _fid_ref_line(ns, run.plan, inception[0], run.device)
             lines += [line] if line else []
         if ns.html:
-            _write_gallery(ns.output, planned, total, lines)
+            _write_gallery(ns.output, run.plan, run.report, lines)
         if fid_failed:
             return EXIT_FAILED
-    return EXIT_FAILED if total.failed else EXIT_OK
+    return EXIT_FAILED if run.report.failed else EXIT_OK
 
 
 def _load_fid_ref(ref: str, weights: str | None, device: torch.device) -> tuple:

@@ -60,7 +60,7 @@ def filter_rows(rows: np.ndarray, prev: np.ndarray, bpp: int) -> np.ndarray:
 
 
 class PngRowSink:
-    """Takes HxWxC rows top to bottom (``write(y0, rows)``, as ``inference.tiling.Sink``)."""
+    """Takes HxWxC rows top to bottom (``write(y0, rows)``, as ``inference.bands.Sink``)."""
 
     def __init__(self, f: BinaryIO, height: int, width: int, channels: int,
                  dtype: np.dtype | type, level: int) -> None:

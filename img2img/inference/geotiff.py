@@ -32,9 +32,10 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -44,16 +45,10 @@ from img2img.data.convert import max_value
 from img2img.data.io import atomic_path
 from img2img.errors import UsageError
 from img2img.extras import install_hint, require
-from img2img.inference.tiling import (
-    ArraySource,
-    BandAssembler,
-    ModelReader,
-    TileOptions,
-    TileStats,
-    array_layout,
-    translate_large,
-)
-from img2img.inference.translator import Translator
+from img2img.inference.bands import BandAssembler, ModelReader, Sink
+from img2img.inference.frames import Frame, Output, single_output
+from img2img.inference.tile_layout import TileOptions
+from img2img.inference.tiling import TiledModel, TileStats, translate_large
 
 log = logging.getLogger("img2img")
 
@@ -192,7 +187,7 @@ def _fits(bands: int, in_channels: int) -> bool:
 
 
 class RasterioSource:
-    """``tiling.Source`` reading windows of an open rasterio dataset."""
+    """``bands.Source`` reading windows of an open rasterio dataset."""
 
     def __init__(self, ds: Any) -> None:
         self.ds = ds
@@ -207,7 +202,7 @@ class RasterioSource:
 
 
 class RasterioSink:
-    """``tiling.Sink`` writing rows to a rasterio dataset in whole blocks of rows.
+    """``bands.Sink`` writing rows to a rasterio dataset in whole blocks of rows.
 
     Rows are buffered until a block row is complete, so no compressed block is written
     twice (GDAL would append a rewritten block to the file). Call ``flush`` at the end.
@@ -321,7 +316,118 @@ def _check_colour_model(src: Any) -> None:
         raise GeoTiffError("CMYK TIFFs are not translated by windows; convert it to RGB first")
 
 
-def translate_geotiff(translator: Translator, src_path: str | os.PathLike,
+class GeoTiffReader:
+    """Reader (``inference.readers``) of georeferenced TIFFs: one frame left on disk, read
+    by windows when it is translated (``raster_output``)."""
+
+    stream = False
+    kind = None  # claimed by its header: the frame names its kind
+
+    def claims(self, path: Path) -> bool:
+        return is_georeferenced(path)
+
+    def frames(self, path: Path) -> Iterator[Frame]:
+        yield Frame(path, kind="geotiff")
+
+
+def raster_output(translator: TiledModel, frame: Frame, options: GeoOptions | None = None,
+                  tiling: TileOptions | None = None, batch_size: int = 4,
+                  progress: Callable[[int], None] | None = None) -> Output:
+    """The translation of the raster ``frame.source``, read by windows as the writer takes
+    its rows. Small rasters run as one tile (same result as untiled inference); larger ones
+    (or any with ``tiling.tile``) in tiles. Raises GeoTiffError for rasters it cannot take."""
+    rasterio = require_rasterio()
+    options, tiling = options or GeoOptions(), tiling or TileOptions()
+    meta, s = translator.meta, translator.meta.scale
+    with _no_georef_warning(), rasterio.open(frame.source) as src:
+        _check_colour_model(src)
+        dtypes = set(src.dtypes)
+        if len(dtypes) != 1 or np.dtype(src.dtypes[0]) not in (np.uint8, np.uint16):
+            raise GeoTiffError(f"unsupported sample type {'/'.join(sorted(dtypes))} "
+                               f"(uint8 and uint16 rasters only)")
+        height, width, dtype = src.height, src.width, np.dtype(src.dtypes[0])
+        model, extra = options.plan(src.count, meta.in_channels)
+    data_range = options.range_for(dtype)
+    tile = tiling.tile_for(height, width, s) or max(height, width)
+    order = tuple(sorted(model + extra))
+
+    def produce(sink: Sink) -> TileStats:
+        with _no_georef_warning(), rasterio.open(frame.source) as src:
+            source = RasterioSource(src)
+            writer = BandAssembler(source, sink, s, model, extra, data_range, src.nodata)
+            reader = ModelReader(source, model, meta.in_channels, data_range)
+            return translate_large(translator, reader, writer, tile, tiling.overlap,
+                                   batch_size, progress)
+
+    return Output(frame, (height * s, width * s, len(order)), dtype, produce=produce,
+                  bands=order)
+
+
+class GeoTiffWriter:
+    """``"geotiff"`` writer (``inference.writers``): a raster output written window by window
+    into a TIFF with the source's georeferencing and metadata (see the module docstring)."""
+
+    streams = True
+    suffixes = frozenset(TIFF_EXTENSIONS)
+
+    def available(self) -> bool:
+        return True
+
+    def refuses(self, frame: Frame, dst: Path) -> str | None:
+        if dst.suffix.lower() in TIFF_EXTENSIONS:
+            return None
+        if frame.note:  # a plain TIFF too large to decode whole
+            return f"{frame.note}, or translate it by windows into a .tif output (--ext tif)"
+        return (f"a georeferenced TIFF needs a .tif output to keep its georeferencing, "
+                f"not {dst.suffix}")
+
+    def write(self, dst: Path, outputs: Iterable[Output]) -> None:
+        rasterio = require_rasterio()
+        out = single_output(outputs, dst)
+        with _no_georef_warning(), rasterio.open(out.frame.source) as src:
+            scale = out.height // src.height
+            profile = _profile(src, scale, out.channels)
+            with atomic_path(dst) as tmp, rasterio.open(tmp, "w", **profile) as ds:
+                _copy_metadata(src, ds, out.bands, scale)
+                sink = RasterioSink(ds)
+                out.into(sink)
+                sink.flush()
+
+
+class TiffStreamWriter:
+    """``"tiff-stream"`` writer: a (non-geo) TIFF written window by window, so no
+    output-sized array is ever held. Alpha is stored as unassociated alpha; DEFLATE."""
+
+    streams = True
+    suffixes = frozenset(TIFF_EXTENSIONS)
+
+    def available(self) -> bool:
+        return rasterio_available()
+
+    def refuses(self, frame: Frame, dst: Path) -> str | None:
+        return None
+
+    def write(self, dst: Path, outputs: Iterable[Output]) -> None:
+        rasterio = require_rasterio()
+        out = single_output(outputs, dst)
+        colour = out.channels - 1 if out.channels in (2, 4) else out.channels
+        profile: dict[str, Any] = {
+            "driver": "GTiff", "width": out.width, "height": out.height,
+            "count": out.channels, "dtype": np.dtype(out.dtype).name, "compress": "DEFLATE",
+            "BIGTIFF": "IF_SAFER", "interleave": "pixel",
+            "photometric": "RGB" if colour == 3 else "MINISBLACK",
+            **_layout(out.width, out.height),
+        }
+        if colour < out.channels:
+            profile["ALPHA"] = "YES"
+        with _no_georef_warning(), atomic_path(dst) as tmp, \
+                rasterio.open(tmp, "w", **profile) as ds:
+            sink = RasterioSink(ds)
+            out.into(sink)
+            sink.flush()
+
+
+def translate_geotiff(translator: TiledModel, src_path: str | os.PathLike,
                       dst_path: str | os.PathLike, options: GeoOptions | None = None,
                       tiling: TileOptions | None = None, batch_size: int = 4,
                       progress: Callable[[int], None] | None = None) -> TileStats:
@@ -330,55 +436,7 @@ def translate_geotiff(translator: Translator, src_path: str | os.PathLike,
     Small rasters run as one tile (same result as untiled inference); larger ones (or any
     with ``tiling.tile``) in tiles. Raises GeoTiffError, ValueError or rasterio errors.
     """
-    rasterio = require_rasterio()
-    options, tiling = options or GeoOptions(), tiling or TileOptions()
-    meta, s = translator.meta, translator.meta.scale
-    with _no_georef_warning(), rasterio.open(src_path) as src:
-        _check_colour_model(src)
-        dtypes = set(src.dtypes)
-        if len(dtypes) != 1 or np.dtype(src.dtypes[0]) not in (np.uint8, np.uint16):
-            raise GeoTiffError(f"unsupported sample type {'/'.join(sorted(dtypes))} "
-                               f"(uint8 and uint16 rasters only)")
-        source = RasterioSource(src)
-        model, extra = options.plan(src.count, meta.in_channels)
-        data_range = options.range_for(source.dtype)
-        tile = tiling.tile_for(src.height, src.width, s) or max(src.height, src.width)
-        order = sorted(model + extra)
-        profile = _profile(src, s, len(order))
-        with atomic_path(dst_path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
-            _copy_metadata(src, dst, order, s)
-            sink = RasterioSink(dst)
-            writer = BandAssembler(source, sink, s, model, extra, data_range, src.nodata)
-            reader = ModelReader(source, model, meta.in_channels, data_range)
-            stats = translate_large(translator, reader, writer, tile, tiling.overlap,
-                                    batch_size, progress)
-            sink.flush()
-    return stats
-
-
-def write_tiff_tiled(translator: Translator, image: np.ndarray, dst_path: str | os.PathLike,
-                     tile: int, overlap: int, batch_size: int = 4) -> TileStats:
-    """Tiled translation of an in-memory image straight into a (non-geo) TIFF file, written
-    window by window: no output-sized array is ever held. Alpha is stored as unassociated
-    alpha; DEFLATE compression."""
-    rasterio = require_rasterio()
-    colour, alpha = array_layout(image)
-    source = ArraySource(image)
-    s = translator.meta.scale
-    width, height = source.width * s, source.height * s
-    profile: dict[str, Any] = {
-        "driver": "GTiff", "width": width, "height": height, "count": source.count,
-        "dtype": source.dtype.name, "compress": "DEFLATE", "BIGTIFF": "IF_SAFER",
-        "interleave": "pixel", "photometric": "RGB" if len(colour) == 3 else "MINISBLACK",
-        **_layout(width, height),
-    }
-    if alpha:
-        profile["ALPHA"] = "YES"
-    with _no_georef_warning(), atomic_path(dst_path) as tmp, \
-            rasterio.open(tmp, "w", **profile) as dst:
-        sink = RasterioSink(dst)
-        writer = BandAssembler(source, sink, s, colour, alpha)
-        reader = ModelReader(source, colour, translator.meta.in_channels)
-        stats = translate_large(translator, reader, writer, tile, overlap, batch_size)
-        sink.flush()
-    return stats
+    out = raster_output(translator, Frame(Path(src_path), kind="geotiff"), options, tiling,
+                        batch_size, progress)
+    GeoTiffWriter().write(Path(dst_path), [out])
+    return out.result

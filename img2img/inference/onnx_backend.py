@@ -1,8 +1,10 @@
 """An exported ``.onnx`` generator run by ONNX Runtime in place of the PyTorch network.
 
 :class:`OnnxGenerator` is called like the ``nn.Module`` it replaces (an NCHW float tensor in,
-one out), so :class:`~img2img.inference.translator.Translator` and everything built on it --
-padding, value ranges, alpha, 16-bit, tiling, GeoTIFF windows, folders -- run unchanged. The
+one out), and :class:`OnnxBackend` is the model backend that runs it
+(``inference.backend``), so :class:`~img2img.inference.translator.Translator` and everything
+built on it -- padding, value ranges, alpha, 16-bit, tiling, GeoTIFF windows, folders -- run
+unchanged. The
 file's ``metadata_props`` are the checkpoint's metadata strings (written by
 :func:`img2img.inference.onnx_export.export_onnx`), so the ``.onnx`` file rebuilds its
 :class:`~img2img.checkpoint.GeneratorMeta` with no other flag. Needs only ``onnxruntime``
@@ -129,6 +131,24 @@ def reject_torch_options(precision: str, dropout_at_test: bool, compile: bool,
         raise UsageError(f"{given[0]}: does not apply to an .onnx model (its graph is fixed at "
                          f"export; export with --fp16 for half precision, or run the "
                          f".safetensors)")
+
+
+class OnnxBackend:
+    """``backend.ModelBackend`` for an :class:`OnnxGenerator`: the graph runs as exported
+    (its precision was fixed at export, so ``auto`` means fp32); UsageError for the options
+    that change a PyTorch network."""
+
+    def __init__(self, model: OnnxGenerator, device: torch.device, precision: str = "fp32",
+                 dropout_at_test: bool = False, compile: bool = False,
+                 per_image_norm: bool = False) -> None:
+        if precision == "auto":
+            precision = "fp32"
+        reject_torch_options(precision, dropout_at_test, compile, per_image_norm)
+        self.model, self.device, self.precision = model, device, "fp32"
+        self.min_size = model.min_size
+
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
 
 
 def load_onnx(path: str | os.PathLike,

@@ -172,7 +172,7 @@ def check_onnx_parity(path: Path, model: torch.nn.Module, meta: GeneratorMeta, m
     """Run the ONNX file in ONNX Runtime (CPU) and ``model`` (fp32, direct convolutions) on
     the :func:`parity_shapes` inputs; OnnxParityError when any max difference exceeds
     ``tolerance`` (times the output's peak magnitude, when above 1, for fp16)."""
-    from img2img.inference.translator import pad_to_multiple
+    from img2img.inference.padding import pad_to_multiple
 
     onnx_model, _ = onnx_backend.load_onnx(path, "cpu")
     gen = torch.Generator().manual_seed(seed)

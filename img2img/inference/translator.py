@@ -6,43 +6,21 @@ so it loads in a process that cannot train.
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from img2img.checkpoint import GeneratorMeta
-from img2img.data.convert import as_channels, from_tensor, to_tensor
-from img2img.errors import UsageError
+from img2img.data.convert import as_channels, from_network, from_tensor, to_network, to_tensor
+from img2img.inference.backend import ModelBackend, make_backend
 from img2img.inference.loader import load_model
-from img2img.inference.onnx_backend import OnnxGenerator, reject_torch_options
-from img2img.nn.norm import use_per_image_statistics
-from img2img.runtime import (
-    AUTO_PRECISION,
-    autocast,
-    release_on_new_shape,
-    resolve_device,
-    resolve_precision,
-)
+from img2img.inference.padding import pad_to_multiple
+from img2img.runtime import release_on_new_shape, resolve_device
 
-log = logging.getLogger(__name__)
-
-
-def pad_to_multiple(x: torch.Tensor, multiple: int,
-                    min_size: int = 1) -> tuple[torch.Tensor, int, int]:
-    """Pad NCHW ``x`` at the bottom/right to a multiple of ``multiple`` that is at least
-    ``min_size`` in both dims; reflect where possible, else replicate."""
-    h, w = x.shape[-2:]
-    th, tw = max(h, min_size), max(w, min_size)
-    ph, pw = th + (-th) % multiple - h, tw + (-tw) % multiple - w
-    if ph == 0 and pw == 0:
-        return x, h, w
-    mode = "reflect" if ph < h and pw < w else "replicate"
-    return F.pad(x, (0, pw, 0, ph), mode=mode), h, w
+__all__ = ["Translator"]
 
 
 class Translator:
@@ -53,6 +31,11 @@ class Translator:
     grayscale into an RGB model gives grayscale out. Tensors are float in the network's
     value range [-1, 1], shaped CHW or NCHW.
 
+    The network runs in a model backend (``inference.backend``: PyTorch, or ONNX Runtime for
+    an exported ``.onnx``); padding to its size multiple (``inference.padding``) and the
+    conversion to and from its value range (``data.convert``) are done here, the same for
+    every backend.
+
     ``precision``: fp32 (the default), bf16, fp16 or ``auto`` (what the device does well:
     :func:`img2img.runtime.choose_precision`; ``translate``'s default); ``self.precision``
     holds the one in use.
@@ -61,34 +44,28 @@ class Translator:
     def __init__(self, model: nn.Module, meta: GeneratorMeta, device: torch.device,
                  precision: str = "fp32", dropout_at_test: bool = False,
                  compile: bool = False, per_image_norm: bool = False) -> None:
-        if isinstance(model, OnnxGenerator):
-            if precision == AUTO_PRECISION:
-                precision = "fp32"  # the graph's precision was fixed at export
-            reject_torch_options(precision, dropout_at_test, compile, per_image_norm)
-        fp16_ok = getattr(model, "supports_fp16", True)
-        name = getattr(model, "architecture", type(model).__name__)
-        if precision == "fp16" and not fp16_ok:
-            raise UsageError(f"--precision fp16: {name} is known to give wrong results in "
-                             "fp16; use fp32 (or bf16)")
-        auto = precision == AUTO_PRECISION
-        precision = resolve_precision(precision, device, training=False)
-        if auto and precision == "fp16" and not fp16_ok:
-            log.info("precision auto -> fp32 instead (%s gives wrong results in fp16)", name)
-            precision = "fp32"
-        self.model = model.to(device).eval()
-        if per_image_norm:  # batch norm with each image's own statistics (pix2pix at test)
-            use_per_image_statistics(self.model)
-        if compile:  # in place: the module keeps its parameters and state_dict keys
-            self.model.compile()
+        self.backend: ModelBackend = make_backend(model, device, precision, dropout_at_test,
+                                                  compile, per_image_norm)
         self.meta = meta
-        self.device = device
-        self.precision = precision
-        # Smallest input height/width the network runs on (declared by the architecture).
-        self.min_size = int(getattr(self.model, "min_size", 1))
-        if dropout_at_test:
-            for m in self.model.modules():
-                if isinstance(m, nn.Dropout | nn.Dropout2d):
-                    m.train()
+
+    @property
+    def model(self) -> Any:
+        """The network (an ``nn.Module``, or the ONNX Runtime session standing in for one)."""
+        return self.backend.model
+
+    @property
+    def device(self) -> torch.device:
+        return self.backend.device
+
+    @property
+    def precision(self) -> str:
+        """The precision in use: fp32, bf16 or fp16."""
+        return self.backend.precision
+
+    @property
+    def min_size(self) -> int:
+        """Smallest input height/width the network runs on."""
+        return self.backend.min_size
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str = "auto",
@@ -110,21 +87,11 @@ class Translator:
         # Tiny images (e.g. 1x1, 17x3) are padded up to the smallest size the network accepts.
         padded, h, w = pad_to_multiple(x, self.meta.size_multiple, min_size=self.min_size)
         release_on_new_shape(padded.shape)
-        lo, hi = self.meta.value_range
+        value_range = self.meta.value_range
         bgr = self.meta.channel_order == "BGR" and padded.shape[1] == 3
-        if (lo, hi) != (-1.0, 1.0):  # e.g. [0, 1] for BasicSR models
-            padded = (padded + 1) * ((hi - lo) / 2) + lo
-        if bgr:
-            padded = padded.flip(1)
-        with autocast(self.device, self.precision):
-            y = self.model(padded)
+        y = self.backend.run(to_network(padded, value_range, bgr))
         s = self.meta.scale
-        y = y[..., : h * s, : w * s].float().clamp_(lo, hi)
-        if bgr:
-            y = y.flip(1)
-        if (lo, hi) != (-1.0, 1.0):
-            y = (y - lo) * (2 / (hi - lo)) - 1
-        return y
+        return from_network(y[..., : h * s, : w * s], value_range, bgr)
 
     # --- arrays -------------------------------------------------------------------------
     def _prepare(self, img: np.ndarray) -> tuple[torch.Tensor, dict[str, Any]]:
@@ -174,7 +141,7 @@ class Translator:
                         batch_size: int = 4) -> np.ndarray:
         """Like ``self(image)`` for an array, in overlapping ``tile``-pixel tiles run in
         batches, with memory bounded by the tile size (see ``inference.tiling``)."""
-        from img2img.inference.tiling import translate_array_tiled
+        from img2img.inference.bands import translate_array_tiled
 
         return translate_array_tiled(self, image, tile, overlap, batch_size)  # type: ignore
 

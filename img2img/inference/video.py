@@ -1,54 +1,58 @@
-"""Videos through a translator, frame by frame, with PyAV (``pip install 'img2img[video]'``).
+"""Videos in and out of a translation run, with PyAV (``pip install 'img2img[video]'``).
 
-Reader: the frames of the first video stream in presentation order, numbered from 0, as
-H x W x 3 uint8 RGB arrays as stored (not rotated), decoded with the stream's own colour
-matrix and range; with the audio packets of the file interleaved as they come.
+``VideoReader`` (``readers.READERS["video"]``): the frames of the first video stream in
+presentation order, numbered from 0, decoded lazily as H x W x 3 uint8 RGB arrays as stored
+(not rotated), with the stream's own colour matrix and range; every frame carries
+``VideoStream`` (the header's ``VideoInfo`` and the frame's timestamp).
 
-Video writer (:func:`translate_video`): frames are decoded, translated in batches of the
-translator's batch size (frames above the tiling limit one at a time, in tiles) and
-encoded as they come, so memory holds one batch plus the encoder's look-ahead, never the
-clip. The output keeps the input's container, frame timestamps (so the frame count and
-rate, variable rates included), time base, pixel aspect ratio, display matrix (rotation
-and flips: the pixels are translated as stored, the player rotates them as it did the
-input) and colour description; every audio stream is copied packet for packet, without
-re-encoding. Video codec: H.264 (libx264, yuv420p, ``crf`` 18) by default, VP9 for WebM
+``VideoWriter`` (``writers.WRITERS["video"]``): translated frames are encoded as they come
+(the run translates them in batches of its batch size, frames above the tiling limit in
+tiles), so memory holds one batch plus the encoder's look-ahead, never the clip. The output
+keeps the input's container, frame timestamps (so the frame count and rate, variable rates
+included), time base, pixel aspect ratio, display matrix (rotation and flips: the pixels are
+translated as stored, the player rotates them as it did the input) and colour description;
+every audio stream is copied packet for packet, without re-encoding, interleaved with the
+frames by time. Video codec: H.264 (libx264, yuv420p, ``crf`` 18) by default, VP9 for WebM
 (which cannot hold H.264), or any encoder of the FFmpeg build. 4:2:0 and 4:2:2 formats need
 even sizes: an odd output width or height gets one more column or row, a copy of the last
 one. The file is written under a temp name in the destination folder and moved into place
 only once complete, so a killed run never leaves a playable half file.
 
-Frames writer (:func:`translate_frames`): numbered PNGs ``000001.png``, ... in a folder, each
-written atomically and turned upright (the display matrix applied: a PNG has no place for
-it, and ``ffmpeg -i clip.mp4 %06d.png`` turns them too). Frames already present are kept,
-so a rerun continues where a killed one stopped.
+``FramesWriter`` (``writers.WRITERS["frames"]``, ``--frames-out``): numbered PNGs
+``000001.png``, ... in a folder, each written atomically and turned upright (the display
+matrix applied: a PNG has no place for it, and ``ffmpeg -i clip.mp4 %06d.png`` turns them
+too). Frames already present are not translated again, so a rerun continues where a killed
+one stopped.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from fractions import Fraction
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from img2img.data.io import atomic_path, write_image
+from img2img.data.io import ImageReadError, ImageWriteError, atomic_path, write_image
 from img2img.data.paths import check_inside
 from img2img.data.video_probe import (
     VideoError,
     VideoInfo,
     describe,
+    is_video_path,
     load_av,
     open_video,
 )
 from img2img.errors import UsageError
-from img2img.inference.tiling import TileOptions, translate_array_tiled
-from img2img.inference.translator import Translator
+from img2img.inference.frames import Frame, Output, WriteOptions
 
-__all__ = ["DEFAULT_CODEC", "DEFAULT_CRF", "VideoOptions", "read_frames", "translate_frames",
-           "translate_video", "translate_video_job"]
+__all__ = ["DEFAULT_CODEC", "DEFAULT_CRF", "FramesWriter", "VideoReader", "VideoStream",
+           "VideoWriter", "available_encoders", "check_encoder", "frame_name", "read_frames",
+           "upright"]
 
 DEFAULT_CODEC = "libx264"
 DEFAULT_CRF = 18
@@ -67,40 +71,27 @@ _MUXERS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".
 FRAME_DIGITS = 6
 
 
-@dataclass
-class VideoOptions:
-    """How videos are written. ``codec`` None: libx264 (libvpx-vp9 into WebM); ``crf`` None:
-    :data:`DEFAULT_CRF` for encoders that have one; ``progress``: a progress bar in frames
-    per video; ``frames``: write each video as a folder of numbered PNGs instead;
-    ``overwrite``: with ``frames``, redo frames already present."""
-
-    codec: str | None = None
-    crf: int | None = None
-    progress: bool = True
-    frames: bool = False
-    overwrite: bool = False
-
-    def check(self) -> None:
-        """UsageError for an encoder this FFmpeg build lacks or a ``crf`` it cannot take."""
-        if self.codec is None and self.crf is None:
-            return
-        try:
-            av = load_av()
-        except VideoError as exc:
-            flag = "--codec" if self.codec is not None else "--crf"
-            raise UsageError(f"{flag}: {exc}") from None
-        if self.codec is not None and not _is_video_encoder(av, self.codec):
-            raise UsageError(f"--codec {self.codec}: not a video encoder of this FFmpeg build "
-                             f"(available: {', '.join(available_encoders())})")
-        if self.crf is not None:
-            codecs = {self.codec} if self.codec else {DEFAULT_CODEC, _WEBM_CODEC}
-            for name in codecs:
-                top = _CRF_MAX.get(name)
-                if top is None:
-                    raise UsageError(f"--crf: {name} has no constant-quality (crf) mode; "
-                                     f"encoders with one: {', '.join(sorted(_CRF_MAX))}")
-                if not 0 <= self.crf <= top:
-                    raise UsageError(f"--crf {self.crf}: {name} takes 0 to {top}")
+def check_encoder(codec: str | None, crf: int | None) -> None:
+    """UsageError for an encoder this FFmpeg build lacks or a ``crf`` it cannot take (None,
+    None: the defaults, nothing to check and PyAV not needed yet)."""
+    if codec is None and crf is None:
+        return
+    try:
+        av = load_av()
+    except VideoError as exc:
+        flag = "--codec" if codec is not None else "--crf"
+        raise UsageError(f"{flag}: {exc}") from None
+    if codec is not None and not _is_video_encoder(av, codec):
+        raise UsageError(f"--codec {codec}: not a video encoder of this FFmpeg build "
+                         f"(available: {', '.join(available_encoders())})")
+    if crf is not None:
+        for name in {codec} if codec else {DEFAULT_CODEC, _WEBM_CODEC}:
+            top = _CRF_MAX.get(name)
+            if top is None:
+                raise UsageError(f"--crf: {name} has no constant-quality (crf) mode; "
+                                 f"encoders with one: {', '.join(sorted(_CRF_MAX))}")
+            if not 0 <= crf <= top:
+                raise UsageError(f"--crf {crf}: {name} takes 0 to {top}")
 
 
 def _is_video_encoder(av: Any, name: str) -> bool:
@@ -120,7 +111,7 @@ def available_encoders() -> list[str]:
 
 
 @dataclass
-class Frame:
+class Decoded:
     """A decoded frame: its number (from 0), its timestamp (None when the file has none)
     in the stream's time base, and its RGB pixels as stored."""
 
@@ -129,25 +120,18 @@ class Frame:
     image: np.ndarray
 
 
-def read_frames(container: Any, audio: bool = False) -> Iterator[Any]:
-    """:class:`Frame` objects of the first video stream of an open input container, in
-    order; with ``audio``, also its audio packets (PyAV ``Packet``), in file order.
+def read_frames(container: Any) -> Iterator[Decoded]:
+    """The frames of the first video stream of an open input container, in order.
     VideoError when the data cannot be decoded."""
     av = load_av()
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
-    streams = [stream, *container.streams.audio] if audio else [stream]
     index = 0
     try:
-        for packet in container.demux(*streams):
-            if packet.stream.type != "video":
-                if packet.dts is not None:  # not the end-of-stream marker
-                    yield packet
-                continue
-            for frame in packet.decode():
-                image = frame.to_ndarray(format="rgb24", src_color_range=frame.color_range)
-                yield Frame(index, frame.pts, image)
-                index += 1
+        for frame in container.decode(stream):
+            image = frame.to_ndarray(format="rgb24", src_color_range=frame.color_range)
+            yield Decoded(index, frame.pts, image)
+            index += 1
     except (av.FFmpegError, ValueError) as exc:
         raise VideoError(f"cannot decode frame {index + 1}: {_reason(exc)}") from None
 
@@ -157,35 +141,62 @@ def _reason(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _batches(frames: Iterator[Any], size: int, on_packet: Any = None) -> Iterator[list[Frame]]:
-    """Consecutive frames in lists of ``size``; other items go to ``on_packet`` at once."""
-    batch: list[Frame] = []
-    for item in frames:
-        if not isinstance(item, Frame):
-            on_packet(item)
-            continue
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+@dataclass(frozen=True)
+class VideoStream:
+    """What a video frame carries for its writer (``Frame.stream``): the stream's header
+    (rate, time base, pixel aspect, display matrix, colour, frame count) and the frame's
+    timestamp in the stream's time base (None when the file has none)."""
+
+    info: VideoInfo
+    pts: int | None = None
 
 
-def _translate(translator: Translator, images: list[np.ndarray], tiling: TileOptions,
-               batch_size: int) -> list[np.ndarray]:
-    h, w = images[0].shape[:2]
-    tile = tiling.tile_for(h, w, translator.meta.scale)
-    if tile is None:
-        return translator.translate_arrays(images)
-    return [translate_array_tiled(translator, img, tile, tiling.overlap, batch_size)
-            for img in images]
+class VideoReader:
+    """``"video"`` reader: claims the video suffixes (``video_probe.VIDEO_EXTENSIONS``) by
+    name and yields each frame as it is decoded (see the module docstring). A file PyAV
+    cannot open or decode, or no PyAV, is an ``ImageReadError`` with the reason."""
+
+    stream = True
+    kind = "video"
+
+    def claims(self, path: Path) -> bool:
+        return is_video_path(path)
+
+    def frames(self, path: Path) -> Iterator[Frame]:
+        try:
+            container = open_video(path)
+            try:
+                info = describe(container)  # decodes the first frame: start again after
+            finally:
+                container.close()
+            container = open_video(path)
+        except VideoError as exc:
+            raise ImageReadError(path, str(exc)) from None
+        try:
+            for d in read_frames(container):
+                yield Frame(path, d.image, index=d.index, kind=self.kind,
+                            stream=VideoStream(info, d.pts))
+        except VideoError as exc:
+            raise ImageReadError(path, str(exc)) from None
+        finally:
+            container.close()
+
+
+def _info(frame: Frame) -> VideoInfo | None:
+    return frame.stream.info if isinstance(frame.stream, VideoStream) else None
+
+
+def _bar(progress: bool, total: int | None, name: str) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="frame", desc=name, leave=False, dynamic_ncols=True,
+                disable=not progress)
 
 
 # --------------------------------------------------------------------------- video out
 
 
-def _encoder(options: VideoOptions, suffix: str, av: Any) -> tuple[str, str, dict[str, str]]:
+def _encoder(options: WriteOptions, suffix: str, av: Any) -> tuple[str, str, dict[str, str]]:
     """(encoder, pixel format, encoder options) for an output with this suffix."""
     name = options.codec or (_WEBM_CODEC if suffix == ".webm" else DEFAULT_CODEC)
     codec = av.Codec(name, "w")
@@ -207,29 +218,29 @@ def _even_size(width: int, height: int, pix_fmt: str, av: Any) -> tuple[int, int
 
 
 class _VideoSink:
-    """An output container with the translated video stream and the copied audio."""
+    """An output container with the translated video stream and copies of the source's
+    audio streams (``size``: the translated frames' width and height)."""
 
     def __init__(self, av: Any, path: Path, suffix: str, source: Any, info: VideoInfo,
-                 scale: int, options: VideoOptions) -> None:
+                 size: tuple[int, int], options: WriteOptions) -> None:
         name, self.pix_fmt, opts = _encoder(options, suffix, av)
         self.av = av
         self.out = av.open(str(path), "w", format=_MUXERS[suffix])
         try:
-            self._setup(name, opts, source, info, scale)
+            self._setup(name, opts, source, info, size)
         except BaseException:
             with suppress(Exception):
                 self.out.close()
             raise
 
     def _setup(self, name: str, opts: dict[str, str], source: Any, info: VideoInfo,
-               scale: int) -> None:
+               size: tuple[int, int]) -> None:
         av = self.av
         try:
             vs = self.out.add_stream(name, rate=info.fps, options=opts)
         except ValueError as exc:  # e.g. "'webm' format does not support 'libx264' codec"
-            raise VideoError(f"cannot write {name} video: {exc}") from None
-        self.size = (info.width * scale, info.height * scale)
-        vs.width, vs.height = _even_size(*self.size, self.pix_fmt, av)
+            raise VideoError(str(exc)) from None
+        vs.width, vs.height = _even_size(*size, self.pix_fmt, av)
         vs.pix_fmt = self.pix_fmt
         vs.time_base = info.time_base
         vs.codec_context.time_base = info.time_base
@@ -263,8 +274,9 @@ class _VideoSink:
         packet.stream = self.audio[packet.stream.index]
         self.out.mux(packet)
 
-    def frame(self, image: np.ndarray, pts: int | None) -> None:
-        """Encode one translated frame at the input frame's timestamp."""
+    def frame(self, image: np.ndarray, pts: int | None) -> Fraction:
+        """Encode one translated frame at the input frame's timestamp; returns that time
+        in seconds."""
         av = self.av
         w, h = self.video.width, self.video.height
         if image.shape[:2] != (h, w):
@@ -286,6 +298,7 @@ class _VideoSink:
         frame.pts = pts
         frame.time_base = self.time_base
         self.out.mux(self.video.encode(frame))
+        return pts * self.time_base
 
     def close(self) -> None:
         """Flush the encoder and write the trailer."""
@@ -297,59 +310,101 @@ class _VideoSink:
             self.out.close()
 
 
-def _bar(options: VideoOptions, total: int | None, name: str) -> Any:
-    from tqdm import tqdm
+class _AudioCopy:
+    """The audio packets of ``source`` in file order, handed to ``sink`` up to a time, so
+    that audio and video stay interleaved (one packet read ahead at most)."""
 
-    return tqdm(total=total, unit="frame", desc=name, leave=False, dynamic_ncols=True,
-                disable=not options.progress)
+    def __init__(self, source: Any, sink: _VideoSink) -> None:
+        streams = list(source.streams.audio)
+        self.sink = sink
+        self.packets = (p for p in source.demux(*streams) if p.dts is not None) if streams \
+            else iter(())
+        self.next: Any = None
+
+    def until(self, seconds: Fraction | None) -> None:
+        """Copy the packets that start at or before ``seconds`` (None: all that are left)."""
+        while True:
+            if self.next is None:
+                self.next = next(self.packets, None)
+                if self.next is None:
+                    return
+            p = self.next
+            start = p.pts if p.pts is not None else p.dts
+            if seconds is not None and start * p.time_base > seconds:
+                return
+            self.sink.audio_packet(p)
+            self.next = None
 
 
-def translate_video(translator: Translator, src: str | os.PathLike, dst: str | os.PathLike,
-                    options: VideoOptions | None = None, tiling: TileOptions | None = None,
-                    batch_size: int = 1, root: str | os.PathLike | None = None) -> int:
-    """Translate the video ``src`` into the video file ``dst`` (same container format, from
-    the suffix); returns the number of frames. ``root``: the folder ``dst`` must resolve
-    inside. VideoError (one line) when the input cannot be read or the output written; an
-    interruption leaves no file at ``dst``."""
-    av = load_av()
-    options, tiling = options or VideoOptions(), tiling or TileOptions()
-    src, dst = Path(src), Path(dst)
-    suffix = dst.suffix.lower()
-    if suffix not in _MUXERS:
-        raise VideoError(f"cannot write {suffix or 'files without a suffix'} video "
-                         f"(use one of {', '.join(sorted(_MUXERS))})")
-    source = open_video(src)
-    try:
-        info = describe(source)
-        source.close()
-        source = open_video(src)  # describe() decoded the first frame: start again
-        check_inside(dst, root)
-        count = 0
-        with atomic_path(dst) as tmp, _bar(options, info.frames, src.name) as bar:
-            try:
-                sink = _VideoSink(av, tmp, suffix, source, info, translator.meta.scale,
-                                  options)
-            except av.FFmpegError as exc:
-                raise VideoError(f"cannot write {dst.name}: {_reason(exc)}") from None
-            try:
-                frames = read_frames(source, audio=True)
-                for batch in _batches(frames, batch_size, sink.audio_packet):
-                    outs = _translate(translator, [f.image for f in batch], tiling, batch_size)
-                    for f, out in zip(batch, outs, strict=True):
-                        sink.frame(out, f.pts)
-                    count += len(batch)
-                    bar.update(len(batch))
-                sink.close()
-            except av.FFmpegError as exc:
-                sink.abandon()
-                raise VideoError(f"cannot write {dst.name}: {_reason(exc)}") from None
-            except BaseException:
-                sink.abandon()
-                raise
-            check_inside(dst, root)  # again, just before the temp file is moved into place
-        return count
-    finally:
-        source.close()
+@dataclass(frozen=True)
+class VideoWriter:
+    """``"video"`` writer: the translated frames of a video encoded into ``dst`` (its suffix
+    names the container) with the source's timing, rotation, pixel aspect and audio (see the
+    module docstring). ``options``: the encoder (``configured`` checks it)."""
+
+    options: WriteOptions = field(default_factory=WriteOptions)
+    streams = True
+    suffixes = frozenset()  # a video keeps its input's name and container; --ext is for images
+
+    def available(self) -> bool:
+        return True
+
+    def configured(self, options: WriteOptions) -> VideoWriter:
+        """This writer with a run's encoder settings (UsageError for ones it cannot use)."""
+        check_encoder(options.codec, options.crf)
+        return VideoWriter(options)
+
+    def refuses(self, frame: Frame, dst: Path) -> str | None:
+        if dst.suffix.lower() not in _MUXERS:
+            return (f"cannot write {dst.suffix or 'files without a suffix'} video "
+                    f"(use one of {', '.join(sorted(_MUXERS))})")
+        if _info(frame) is None:
+            return "not a video stream's frame"
+        return None
+
+    def write(self, dst: Path, outputs: Iterable[Output]) -> None:
+        try:
+            av = load_av()
+        except VideoError as exc:
+            raise ImageWriteError(dst, str(exc)) from None
+        items = iter(outputs)
+        first = next(items, None)
+        if first is None:
+            return
+        info = _info(first.frame)
+        assert info is not None, "refuses() let through a frame without a VideoStream"
+        try:
+            source = open_video(first.frame.source)  # for its audio streams
+        except VideoError as exc:
+            raise ImageReadError(first.frame.source, str(exc)) from None
+        try:
+            with atomic_path(dst) as tmp, \
+                    _bar(self.options.progress, info.frames, first.frame.source.name) as bar:
+                try:
+                    sink = _VideoSink(av, tmp, dst.suffix.lower(), source, info,
+                                      (first.width, first.height), self.options)
+                except (av.FFmpegError, VideoError) as exc:
+                    raise ImageWriteError(dst, _write_reason(exc)) from None
+                try:
+                    audio = _AudioCopy(source, sink)
+                    for out in chain([first], items):
+                        stream = out.frame.stream
+                        audio.until(sink.frame(out.whole(), stream.pts))
+                        bar.update(1)
+                    audio.until(None)
+                    sink.close()
+                except av.FFmpegError as exc:
+                    sink.abandon()
+                    raise ImageWriteError(dst, _write_reason(exc)) from None
+                except BaseException:
+                    sink.abandon()
+                    raise
+        finally:
+            source.close()
+
+
+def _write_reason(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, VideoError) else _reason(exc)
 
 
 # --------------------------------------------------------------------------- frames out
@@ -379,50 +434,45 @@ def frame_name(index: int) -> str:
     return f"{index + 1:0{FRAME_DIGITS}d}.png"
 
 
-def translate_frames(translator: Translator, src: str | os.PathLike,
-                     folder: str | os.PathLike, options: VideoOptions | None = None,
-                     tiling: TileOptions | None = None, batch_size: int = 1,
-                     root: str | os.PathLike | None = None) -> int:
-    """Write the translated frames of the video ``src`` into ``folder`` as numbered PNGs
-    (:func:`frame_name`), upright; returns how many were written. Frames already present
-    are not redone unless ``options.overwrite``."""
-    options, tiling = options or VideoOptions(), tiling or TileOptions()
-    src, folder = Path(src), Path(folder)
-    source = open_video(src)
-    try:
-        info = describe(source)
-        source.close()
-        source = open_video(src)
-        check_inside(folder, root)
-        written = 0
-        with _bar(options, info.frames, src.name) as bar:
-            todo = (f for f in read_frames(source) if _wanted(f, folder, options, bar))
-            for batch in _batches(todo, batch_size):
-                outs = _translate(translator, [f.image for f in batch], tiling, batch_size)
-                for f, out in zip(batch, outs, strict=True):
-                    path = folder / frame_name(f.index)
-                    check_inside(path, root)
-                    write_image(path, upright(out, info.display_matrix))
-                written += len(batch)
-                bar.update(len(batch))
-        return written
-    finally:
-        source.close()
+@dataclass(frozen=True)
+class FramesWriter:
+    """``"frames"`` writer (``--frames-out``): a stream's translated frames as numbered PNGs
+    in the folder ``dst`` (:func:`frame_name`), each written atomically and turned upright.
+    Frames present are kept (``pending`` drops them before they are translated) unless
+    ``options.overwrite``."""
 
+    options: WriteOptions = field(default_factory=WriteOptions)
+    streams = True
+    suffixes = frozenset()  # writes folders
 
-def _wanted(frame: Frame, folder: Path, options: VideoOptions, bar: Any) -> bool:
-    if options.overwrite or not (folder / frame_name(frame.index)).exists():
+    def available(self) -> bool:
         return True
-    bar.update(1)
-    return False
 
+    def configured(self, options: WriteOptions) -> FramesWriter:
+        """This writer with a run's settings (overwrite, progress)."""
+        return FramesWriter(options)
 
-def translate_video_job(translator: Translator, src: Path, dst: Path, root: Path | None,
-                        options: VideoOptions, tiling: TileOptions, batch_size: int) -> bool:
-    """One video of a folder run: into the video file ``dst``, or with ``options.frames``
-    into the folder ``dst`` of PNGs. True if something was written (False: every frame was
-    already there). VideoError (one line) for what is wrong with this file."""
-    if options.frames:
-        return translate_frames(translator, src, dst, options, tiling, batch_size, root) > 0
-    translate_video(translator, src, dst, options, tiling, batch_size, root)
-    return True
+    def refuses(self, frame: Frame, dst: Path) -> str | None:
+        return None
+
+    def pending(self, dst: Path, frames: Iterable[Frame]) -> Iterator[Frame]:
+        """The frames of ``frames`` whose file is not in ``dst`` yet (all with overwrite)."""
+        for frame in frames:
+            if self.options.overwrite or not (dst / frame_name(frame.index)).exists():
+                yield frame
+
+    def write(self, dst: Path, outputs: Iterable[Output]) -> None:
+        bar = None
+        try:
+            for out in outputs:
+                info = _info(out.frame)
+                if bar is None:
+                    bar = _bar(self.options.progress, info.frames if info else None,
+                               out.frame.source.name)
+                path = dst / frame_name(out.frame.index)
+                check_inside(path, dst)  # a frame that is a link elsewhere is not followed
+                write_image(path, upright(out.whole(), info.display_matrix if info else None))
+                bar.update(out.frame.index + 1 - bar.n)  # frames kept count as done
+        finally:
+            if bar is not None:
+                bar.close()

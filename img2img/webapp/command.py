@@ -20,7 +20,7 @@ log = logging.getLogger("img2img")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 7860
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
-DEFAULT_OVERLAP = 32  # = inference.tiling.DEFAULT_OVERLAP (a test checks; no torch import here)
+DEFAULT_OVERLAP = 32  # = inference.tile_layout.DEFAULT_OVERLAP (a test checks; no torch here)
 INSTALL_HINT = "pip install 'img2img[app]'"
 
 
@@ -89,7 +89,7 @@ def run(ns: argparse.Namespace) -> int:
     from img2img.checkpoint import CheckpointError
     from img2img.data.io import set_max_image_pixels
     from img2img.errors import UsageError
-    from img2img.inference.tiling import TileOptions
+    from img2img.inference.tile_layout import TileOptions
     from img2img.webapp import page
     from img2img.webapp.models import load_entries
 

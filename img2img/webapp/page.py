@@ -25,7 +25,7 @@ from img2img.checkpoint import CheckpointError
 from img2img.data.io import ImageIOError
 from img2img.data.scan import TRANSLATABLE_EXTENSIONS
 from img2img.errors import UsageError
-from img2img.inference.tiling import TileOptions
+from img2img.inference.tile_layout import TileOptions
 from img2img.webapp.models import DIRECTION_LABELS, ModelEntry
 from img2img.webapp.work import run_request
 

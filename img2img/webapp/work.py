@@ -20,7 +20,9 @@ import numpy as np
 from img2img.data.io import ImageReadError, dropped_frames_reason, read_image, write_image
 from img2img.data.resize import cv_resize
 from img2img.errors import UsageError
-from img2img.inference.tiling import TileOptions, tile_grid, translate_array_tiled
+from img2img.inference.bands import translate_array_tiled
+from img2img.inference.tile_layout import TileOptions
+from img2img.inference.tiling import tile_grid
 from img2img.inference.translator import Translator
 
 PREVIEW_SIDE = 2048

@@ -112,19 +112,22 @@ def test_metadata_round_trip(exported: dict) -> None:
 def test_cpu_tricks_are_not_in_the_graph(tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """Winograd (lowered to MatMul/Einsum) and the 2x2-phase convs (SpaceToDepth) would be
-    taken by these 8-channel nets on the CPU were it not for the export's direct mode: every
-    convolution module must be exactly one ONNX Conv."""
-    from img2img.nn import winograd
+    taken by these accelerated 8-channel nets on the CPU were it not for the export's direct
+    mode: every convolution module must be exactly one ONNX Conv, and the net keeps its fast
+    layers after the export."""
+    from img2img.nn.cpu import accelerate, winograd
 
     monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
     for family in ("resnet_6blocks", "srresnet_x4"):
-        ckpt = _checkpoint(tmp_path, family)
         out = tmp_path / f"{family}.onnx"
-        onnx_export.export_onnx(ckpt, out)
+        net = accelerate(build_generator(family.split("_x")[0], **FAMILIES[family][0]).eval())
+        fast = [type(m) for m in net.modules()]
+        assert {"Conv3x3", "PhaseConv2d"} & {t.__name__ for t in fast}, family
+        onnx_export.write_onnx(net, out, {"arch": family}, onnx_export.DEFAULT_OPSET, False,
+                               (1, 3, 24, 24))
+        assert [type(m) for m in net.modules()] == fast, family
         ops = [n.op_type for n in onnx.load(str(out)).graph.node]
-        net = build_generator(family.split("_x")[0], **FAMILIES[family][0])
-        convs = sum(type(m).__name__ in ("Conv2d", "Conv3x3", "PhaseConv2d")
-                    for m in net.modules())
+        convs = sum(isinstance(m, torch.nn.Conv2d) for m in net.modules())
         shuffles = sum(isinstance(m, torch.nn.PixelShuffle) for m in net.modules())
         assert ops.count("Conv") == convs, family
         assert ops.count("DepthToSpace") == shuffles, family

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from img2img.nn import conv_algo
-from img2img.nn.polyphase import PhaseConv2d
+from img2img.nn.cpu import direct
+from img2img.nn.cpu.polyphase import PhaseConv2d
 
 
 @pytest.mark.parametrize(("k", "h", "w", "padding", "bias"), [
@@ -51,11 +51,11 @@ def test_state_dict_is_that_of_conv2d():
         torch.testing.assert_close(conv(x), plain(x), rtol=1e-5, atol=1e-5)
 
 
-def test_direct_convolution_inside_conv_algo_direct():
+def test_direct_convolution_inside_direct():
     torch.manual_seed(0)
     conv = PhaseConv2d(16, 3, 7)
     x = torch.randn(1, 16, 12, 12)
-    with torch.no_grad(), conv_algo.direct():
+    with torch.no_grad(), direct(conv):
         assert torch.equal(conv(x), F.conv2d(x, conv.weight, conv.bias))
 
 

@@ -18,7 +18,8 @@ from img2img.data.sr import SRDataset
 from img2img.engine.state import RESUME_FILE, load_resume
 from img2img.engine.trainer import train
 from img2img.inference.translator import Translator
-from img2img.nn import build_discriminator, build_generator, conv_algo
+from img2img.nn import build_discriminator, build_generator
+from img2img.nn.cpu import BandedSRResNet, accelerate, direct
 from img2img.tasks import make_config
 
 
@@ -60,11 +61,11 @@ def test_srresnet_sizes_and_counts() -> None:
 @pytest.mark.parametrize("scale", [2, 4, 8])
 def test_srresnet_same_output_as_its_layers_in_order(scale):
     torch.manual_seed(0)
-    g = build_generator("srresnet", scale=scale, channels=8, n_blocks=1).eval()
+    g = accelerate(build_generator("srresnet", scale=scale, channels=8, n_blocks=1).eval())
     x = torch.rand(1, 3, 9, 7) * 2 - 1
     with torch.no_grad():
         y = g(x)
-        with conv_algo.direct():  # the layers in their published order, direct convs
+        with direct(g):  # the layers in their published order, direct convs
             head = g.head(x)
             ref = g.tail(g.upsample(head + g.fuse(g.blocks(head))))
     assert y.shape == (1, 3, 9 * scale, 7 * scale)
@@ -76,7 +77,9 @@ def test_srresnet_inference_equals_training_mode_forward(scale: int, band_rows: 
     # no_grad on the CPU takes the lean path (channels-last, the last stage in bands of
     # band_rows rows, in-place PReLU); small bands put band edges inside the image
     torch.manual_seed(0)
-    g = build_generator("srresnet", scale=scale, channels=8, n_blocks=1, residual=True).eval()
+    g = accelerate(build_generator("srresnet", scale=scale, channels=8, n_blocks=1,
+                                   residual=True).eval())
+    assert type(g) is BandedSRResNet
     g.band_rows = band_rows
     x = torch.rand(2, 3, 11, 6) * 2 - 1
     with torch.no_grad():

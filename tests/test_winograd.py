@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from img2img.nn import conv_algo, winograd
+from img2img.nn.cpu import accelerate, direct, winograd
+from img2img.nn.cpu.winograd import Conv3x3, use_winograd
 from img2img.nn.resnet import ResidualBlock, resnet_9blocks
-from img2img.nn.winograd import Conv3x3, use_winograd
 
 C = winograd.MIN_CHANNELS
 
@@ -90,23 +90,25 @@ def test_direct_path_where_winograd_is_not_used():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert not use_winograd(x, conv)
         torch.testing.assert_close(conv(x), F.conv2d(x, conv.weight, conv.bias, padding=1))
-    with conv_algo.direct():
-        assert not use_winograd(x, conv)
-    assert use_winograd(x, conv)
+    with direct(conv):
+        assert type(conv) is nn.Conv2d
+        assert torch.equal(conv(x), F.conv2d(x, conv.weight, conv.bias, padding=1))
+    assert type(conv) is Conv3x3 and use_winograd(x, conv)
 
 
 def test_residual_block_and_generator_agree_with_direct_convolution():
     torch.manual_seed(0)
-    block = ResidualBlock(C)
+    block = accelerate(ResidualBlock(C))
+    assert sum(type(m) is Conv3x3 for m in block.modules()) == 2
     x = torch.randn(2, C, 12, 12)
     with torch.no_grad():
         fast = block(x)
-        with conv_algo.direct():
+        with direct(block):
             _close(fast, block(x))
-    gen = resnet_9blocks(3, 3, ngf=C // 4)  # 128 channels in the residual blocks
+    gen = accelerate(resnet_9blocks(3, 3, ngf=C // 4))  # 128 channels in the residual blocks
     img = torch.rand(1, 3, 36, 44) * 2 - 1
     with torch.no_grad():
         fast = gen(img)
-        with conv_algo.direct():
+        with direct(gen):
             slow = gen(img)
     assert (fast - slow).abs().max().item() < 1e-4

@@ -4,8 +4,8 @@ Each step is ``task.train_step(batch)`` exactly as the trainer calls it (forward
 optimiser steps), on a fixed synthetic batch in [-1, 1] of the published shape. FLOPs are
 counted by ``torch.utils.flop_counter.FlopCounterMode`` over one step (forward + backward):
 it counts convolutions and matrix products only, which is what the ceiling measures. They
-are counted with PyTorch's direct convolutions (``conv_algo.direct()``): where fp32 3x3 convs
-run as Winograd (``img2img.nn.winograd``), the step does fewer multiplications than it is
+are counted with PyTorch's direct convolutions (``img2img.nn.cpu.direct``): where fp32 3x3 convs
+run as Winograd (``img2img.nn.cpu.winograd``), the step does fewer multiplications than it is
 credited with.
 """
 
@@ -19,7 +19,7 @@ import torch
 
 from img2img.bench.ceiling import recheck
 from img2img.bench.common import Row, log, median, synchronizer, time_calls
-from img2img.nn import conv_algo
+from img2img.nn.cpu import direct
 from img2img.tasks import TASKS as REGISTERED
 from img2img.tasks import make_config, task_class
 from img2img.tasks.base import BenchSpec
@@ -65,7 +65,7 @@ def count_flops(task: Any, batch: dict[str, torch.Tensor]) -> int:
     """FLOPs of one ``train_step`` (convs and matmuls, forward + backward)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as counter, conv_algo.direct():
+    with FlopCounterMode(display=False) as counter, direct(*task.nets.values()):
         task.train_step(batch)
     return int(counter.get_total_flops())
 

@@ -5,7 +5,7 @@ random-weight ``resnet_9blocks`` (loaded through ``Translator.from_checkpoint``,
 does):
 
 - baseline: ``read_image -> translator(img) -> write_image``, one image at a time, fp32,
-  with PyTorch's own convolutions (``conv_algo.direct()``: what a plain loop would run);
+  with PyTorch's own convolutions (``img2img.nn.cpu.direct``: what a plain loop would run);
 - folder: the toolkit's path, ``plan`` + ``translate_jobs`` (background reads and writes,
   batches), at each requested precision;
 - model-only: ``translate_tensor`` on pre-decoded batches (no decode, encode or files);
@@ -38,7 +38,7 @@ from img2img.inference.bundled import resolve_checkpoint
 from img2img.inference.folder import plan, translate_jobs
 from img2img.inference.translator import Translator
 from img2img.nn import build_generator, init_weights
-from img2img.nn.conv_algo import direct
+from img2img.nn.cpu import direct
 
 # where along the long side a square crop of a real photo starts (one per reuse of the photo)
 _CROP_POSITIONS = (0.5, 0.0, 1.0, 0.25, 0.75)
@@ -168,7 +168,7 @@ def translation(device: torch.device, precisions: list[str], quick: bool, workdi
             f"{model}")
     log("translate: baseline (per-image fp32 loop) ...")
     base_tr = Translator.from_checkpoint(ckpt, str(device), "fp32")
-    with direct():
+    with direct(base_tr.model):
         base_tr(read_image(paths[0]))  # warm-up
         runs = [_baseline(base_tr, paths, workdir / "out_baseline") for _ in range(passes)]
     base_s = median([r[0] for r in runs])

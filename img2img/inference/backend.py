@@ -18,6 +18,7 @@ from torch import nn
 
 from img2img.errors import UsageError
 from img2img.inference.onnx_backend import OnnxBackend, OnnxGenerator
+from img2img.nn.cpu import accelerate
 from img2img.nn.norm import use_per_image_statistics
 from img2img.runtime import AUTO_PRECISION, autocast, resolve_precision
 
@@ -62,7 +63,8 @@ class TorchBackend:
         if auto and precision == "fp16" and not fp16_ok:
             log.info("precision auto -> fp32 instead (%s gives wrong results in fp16)", name)
             precision = "fp32"
-        self.model = model.to(device).eval()
+        # the toolkit's generators get their faster execution (img2img.nn.cpu), in place
+        self.model = accelerate(model.to(device).eval())
         if per_image_norm:  # batch norm with each image's own statistics (pix2pix at test)
             use_per_image_statistics(self.model)
         if compile:  # in place: the module keeps its parameters and state_dict keys

@@ -37,7 +37,7 @@ from img2img.foreign.verify import reference_forward
 from img2img.inference import onnx_backend
 from img2img.inference.bundled import resolve_checkpoint
 from img2img.nn import build_generator
-from img2img.nn.conv_algo import direct
+from img2img.nn.cpu import direct
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ def check_parity(src: Path, imported: Imported, original: StateDict, model: torc
                  x: torch.Tensor) -> float | None:
     """Largest difference between ``model(x)`` and the original layout's forward on ``x``.
 
-    Both run PyTorch's direct convolutions (``conv_algo.direct()``: the toolkit's faster CPU
+    Both run PyTorch's direct convolutions (``img2img.nn.cpu.direct``: the toolkit's faster CPU
     algorithms round differently, by up to ~3e-5 at 256 channels, which would blur a check
     of the conversion). Raises CheckpointError naming ``src`` when they differ by more than
     :data:`PARITY_TOLERANCE`; None when no independent forward exists for the family.
@@ -193,7 +193,7 @@ def check_parity(src: Path, imported: Imported, original: StateDict, model: torc
         log.warning("%s: %s has no independent forward of its original layout; the conversion "
                     "is not checked against it", src.name, imported.family)
         return None
-    with torch.inference_mode(), direct():
+    with torch.inference_mode(), direct(model):
         got = model(x)
     if got.shape != want.shape:
         raise CheckpointError(

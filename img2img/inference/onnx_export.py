@@ -3,7 +3,7 @@
 The graph comes from ``torch.onnx.export(..., dynamo=True)`` (the exporter PyTorch maintains;
 it needs ``onnxscript``) with batch, height and width dynamic (``Dim.AUTO``: whatever sizes
 the network accepts, e.g. multiples of 4 for the ResNet generators). It is traced under
-``conv_algo.direct()`` and without autograd, so the CPU-only execution tricks (Winograd 3x3,
+``img2img.nn.cpu.direct`` and without autograd, so the CPU-only execution tricks (Winograd 3x3,
 convolutions on 2x2 phases, SRResNet's banded last stage) are not in it: every convolution is
 an ONNX ``Conv`` computing the published layer. The checkpoint's metadata strings go into the
 model's ``metadata_props`` (plus ``onnx_min_size``, ``onnx_fp16``, ``onnx_opset``).
@@ -30,7 +30,7 @@ from img2img.errors import UsageError
 from img2img.inference import onnx_backend
 from img2img.inference.bundled import resolve_checkpoint
 from img2img.inference.loader import load_model
-from img2img.nn.conv_algo import direct
+from img2img.nn.cpu import direct
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ def write_onnx(model: torch.nn.Module, path: Path, metadata: dict[str, str], ops
     levels = [lg.level for lg in quiet]
     for lg in quiet:  # the exporter's optimiser logs every rewrite at INFO
         lg.setLevel(logging.WARNING)
-    with torch.no_grad(), direct(), warnings.catch_warnings():
+    with torch.no_grad(), direct(net), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             program = torch.onnx.export(net, (x,), dynamo=True, opset_version=opset,
@@ -181,7 +181,7 @@ def check_onnx_parity(path: Path, model: torch.nn.Module, meta: GeneratorMeta, m
     for shape in parity_shapes(meta, min_size):
         x = lo + (hi - lo) * torch.rand(shape, generator=gen)
         padded, _, _ = pad_to_multiple(x, meta.size_multiple, min_size)
-        with torch.no_grad(), direct():
+        with torch.no_grad(), direct(model):
             want = model(padded).float()
         got = onnx_model(padded)
         if got.shape != want.shape:

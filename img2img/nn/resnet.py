@@ -1,7 +1,11 @@
 """ResNet generator of Johnson et al. (2016), in the form used by CycleGAN and pix2pix.
 
-Layout: a 7x7 stem, two stride-2 downsampling convs, ``n_blocks`` residual blocks at 1/4
-resolution, two 2x upsampling stages and a 7x7 output conv followed by Tanh.
+Layout, in order, as one ``nn.Sequential`` named ``model`` (the reference's indices, so its
+checkpoints load as they are): reflection pad 3, 7x7 conv, norm, ReLU (the stem); twice a
+3x3 stride-2 conv, norm, ReLU (H -> H/4); ``n_blocks`` residual blocks; twice a 2x
+upsampling (a 3x3 stride-2 transposed conv, or nearest 2x, reflection pad 1, 3x3 conv),
+norm, ReLU; reflection pad 3, 7x7 output conv, Tanh. Plain PyTorch layers: the faster CPU
+execution is applied to a built network by ``img2img.nn.cpu.accelerate``.
 
 Encoder features by name (for patch-wise losses such as CUT's PatchNCE):
 ``generator(x, features=["down1", "block5"])`` returns those layers' outputs instead of the
@@ -29,31 +33,31 @@ from typing import NamedTuple
 from torch import Tensor, nn
 
 from .norm import norm_layer, uses_bias
-from .pad import ReflectionPad2d
-from .polyphase import PhaseConv2d
 from .registry import register_generator
-from .winograd import Conv3x3
 
 UPSAMPLE_KINDS = ("transpose", "resize")
 
 
 class ResidualBlock(nn.Module):
-    """Two reflection-padded 3x3 convs with norm; output is ``x + block(x)``."""
+    """Two reflection-padded 3x3 convs with norm; output is ``x + block(x)``.
+
+    ``block``: pad, conv, norm, ReLU, [dropout 0.5,] pad, conv, norm (the reference's
+    indices, so its checkpoints load as they are)."""
 
     def __init__(self, channels: int, norm: str = "instance", dropout: bool = False) -> None:
         super().__init__()
         bias = uses_bias(norm)
         layers: list[nn.Module] = [
-            ReflectionPad2d(1),
-            Conv3x3(channels, channels, bias=bias),
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, kernel_size=3, bias=bias),
             norm_layer(norm, channels),
             nn.ReLU(inplace=True),
         ]
         if dropout:
             layers.append(nn.Dropout(0.5))
         layers += [
-            ReflectionPad2d(1),
-            Conv3x3(channels, channels, bias=bias),
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, kernel_size=3, bias=bias),
             norm_layer(norm, channels),
         ]
         self.block = nn.Sequential(*layers)
@@ -74,7 +78,7 @@ def _upsample(in_ch: int, out_ch: int, kind: str, bias: bool) -> list[nn.Module]
     # transposed convolutions (Odena et al., 2016).
     return [
         nn.Upsample(scale_factor=2, mode="nearest"),
-        ReflectionPad2d(1),
+        nn.ReflectionPad2d(1),
         nn.Conv2d(in_ch, out_ch, kernel_size=3, bias=bias),
     ]
 
@@ -125,7 +129,7 @@ class ResnetGenerator(nn.Module):
         def tap(name: str, channels: int) -> None:  # the layer appended last is `name`
             self.feature_layers[name] = FeatureLayer(len(layers) - 1, channels)
 
-        layers: list[nn.Module] = [ReflectionPad2d(3)]
+        layers: list[nn.Module] = [nn.ReflectionPad2d(3)]
         tap("input", in_channels)
         layers += [
             nn.Conv2d(in_channels, ngf, kernel_size=7, bias=bias),
@@ -148,8 +152,8 @@ class ResnetGenerator(nn.Module):
             layers += [norm_layer(norm, channels // 2), nn.ReLU(inplace=True)]
             channels //= 2
         layers += [
-            ReflectionPad2d(3),
-            PhaseConv2d(channels, out_channels, kernel_size=7),
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(channels, out_channels, kernel_size=7),
             nn.Tanh(),
         ]
         self.model = nn.Sequential(*layers)

@@ -3,7 +3,8 @@
 Generator: 9x9 head conv + PReLU, ``n_blocks`` residual blocks (conv, norm, PReLU, conv,
 norm), conv + norm with a long skip from the head, log2(scale) sub-pixel stages (conv to 4x
 channels, PixelShuffle(2), PReLU), 9x9 tail conv. The output is linear (the translator
-clamps to [-1, 1]). At scale 4 with batch norm: 1,549,462 parameters.
+clamps to [-1, 1]). At scale 4 with batch norm: 1,549,462 parameters. Plain PyTorch layers:
+the faster CPU execution is applied to a built network by ``img2img.nn.cpu.accelerate``.
 
 ``residual=True`` (not in the paper) adds a bicubic upsampling of the input to the output,
 so the network learns only the detail bicubic misses: it starts as good as bicubic and
@@ -18,12 +19,10 @@ from __future__ import annotations
 
 import math
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .norm import norm_layer
-from .polyphase import PhaseConv2d
 from .registry import register_discriminator, register_generator
 
 
@@ -41,30 +40,17 @@ class SRResidualBlock(nn.Module):
         return x + self.body(x)
 
 
-def _prelu_inplace(x: Tensor, prelu: nn.Module, rows: int = 32) -> Tensor:
-    """``prelu(x)`` written into ``x`` a band of rows at a time (no autograd: inference)."""
-    for band in x.split(rows, dim=2):
-        band.copy_(prelu(band))
-    return x
-
-
-def _rows(t: Tensor, lo: int, hi: int) -> Tensor:
-    """Rows ``[lo, hi)`` of NCHW ``t``, zeros where the range leaves it (memory format kept)."""
-    h = t.shape[2]
-    part = t[:, :, max(lo, 0) : min(hi, h)]
-    top, bottom = max(0, -lo), max(0, hi - h)
-    if not (top or bottom):
-        return part
-    return F.pad(part, (0, 0, top, bottom)).contiguous(memory_format=torch.channels_last)
-
-
 class SRResNet(nn.Module):
-    """Super-resolution generator: output is ``scale`` times the input size."""
+    """Super-resolution generator: output is ``scale`` times the input size.
+
+    Layers in order (attribute names are the state-dict keys of every saved model):
+    ``head`` = 9x9 conv, PReLU; ``blocks`` = ``n_blocks`` x :class:`SRResidualBlock`;
+    ``fuse`` = 3x3 conv, norm (added to the head's output); ``upsample`` = log2(scale)
+    stages of three layers each, ``upsample.{3i}`` 3x3 conv to 4x channels,
+    ``upsample.{3i+1}`` PixelShuffle(2), ``upsample.{3i+2}`` PReLU; ``tail`` = 9x9 conv.
+    """
 
     size_multiple = 1
-    # Rows (at the last upsampler's input size) of the last stage computed at once in CPU
-    # inference: 96 keeps an x4 tile's largest tensor at a quarter of its whole size.
-    band_rows = 96
 
     def __init__(self, in_channels: int = 3, out_channels: int = 3, scale: int = 4,
                  channels: int = 64, n_blocks: int = 16, norm: str = "batch",
@@ -82,45 +68,15 @@ class SRResNet(nn.Module):
         for _ in range(int(math.log2(scale))):
             ups += [nn.Conv2d(channels, 4 * channels, 3, 1, 1), nn.PixelShuffle(2), nn.PReLU()]
         self.upsample = nn.Sequential(*ups)
-        self.tail = PhaseConv2d(channels, out_channels, 9, padding=4)
+        self.tail = nn.Conv2d(channels, out_channels, 9, 1, 4)
 
     def forward(self, x: Tensor) -> Tensor:
         """NCHW in [-1, 1] -> NC(sH)(sW)."""
-        lean = x.device.type == "cpu" and not torch.is_grad_enabled()
-        if lean:
-            # Inference on the CPU: channels-last convs need no blocked-layout copies of the
-            # largest activations and run ~7 % faster; the last PReLU runs in place.
-            x = x.contiguous(memory_format=torch.channels_last)
         head = self.head(x)
-        feat = head + self.fuse(self.blocks(head))
-        # The last sub-pixel stage's PReLU has one slope, so it commutes with its
-        # PixelShuffle, and the tail takes the unshuffled phases directly (same result).
-        halo = self.tail.phase_padding() if lean else None
-        if halo is not None:
-            out = self._last_stage_in_bands(self.upsample[:-3](feat), halo)
-        else:
-            phases = self.upsample[:-2](feat)
-            out = self.tail.forward_phases(self.upsample[-1](phases))
+        out = self.tail(self.upsample(head + self.fuse(self.blocks(head))))
         if self.residual:
             out = out + F.interpolate(x, scale_factor=self.scale, mode="bicubic",
                                       align_corners=False)
-        return out.contiguous()
-
-    def _last_stage_in_bands(self, feat: Tensor, halo: int) -> Tensor:
-        """The last upsampler (conv, PReLU; its shuffle is left to the tail) and the tail on
-        ``feat`` in bands of ``band_rows`` rows, each with the rows its two convs reach
-        (``halo``: the tail's ``phase_padding()``), so the largest activation (4x the
-        channels at the output's half size) never exists whole. Same result as the whole
-        stage; inference on the CPU only."""
-        conv, prelu = self.upsample[-3], self.upsample[-1]
-        n, _, h, w = feat.shape
-        out = feat.new_empty(n, self.out_channels, 2 * h, 2 * w)
-        for a in range(0, h, self.band_rows):
-            b = min(h, a + self.band_rows)
-            lo, hi = max(0, a - halo), min(h, b + halo)  # phase rows the tail reads
-            z = F.conv2d(_rows(feat, lo - 1, hi + 1), conv.weight, conv.bias, padding=(0, 1))
-            z = _rows(_prelu_inplace(z, prelu), a - halo - lo, b + halo - lo)
-            out[:, :, 2 * a : 2 * b] = self.tail.forward_phase_rows(z)
         return out
 
 

@@ -11,12 +11,12 @@ using the matrices of Lavin & Gray, "Fast Algorithms for Convolutional Neural Ne
 same algorithm applied to the padded output gradient with the flipped, transposed filter,
 and the filter gradient is a ``bmm`` of transformed tensors.
 
-The layer is an ``nn.Conv2d`` (same parameters, same state dict) that uses this path only
+The layer is an ``nn.Conv2d`` (same parameters, same state dict; ``img2img.nn.cpu.optimize``
+turns a built network's residual-block convs into it in place) that uses this path only
 where it measured faster (``use_winograd``): fp32 tensors on the CPU, no autocast, not
-under ``torch.compile`` or ``conv_algo.direct()``, stride 1, no dilation or groups, and at least
-``MIN_CHANNELS`` channels in and out. Results differ from direct convolution by float
-rounding (relative error ~1e-5 of the output's range); everywhere else it is
-``nn.Conv2d``.
+under ``torch.compile``, stride 1, no dilation or groups, and at least ``MIN_CHANNELS``
+channels in and out. Results differ from direct convolution by float rounding (relative
+error ~1e-5 of the output's range); everywhere else it is ``nn.Conv2d``.
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-
-from .conv_algo import fast_enabled
 
 MIN_CHANNELS = 128
 
@@ -132,7 +130,7 @@ def use_winograd(x: Tensor, conv: nn.Conv2d) -> bool:
     """Whether ``conv`` on ``x`` takes the Winograd path (see the module docstring)."""
     kind = x.device.type
     return (
-        fast_enabled() and kind == "cpu"
+        kind == "cpu"
         and x.dtype == torch.float32 and conv.weight.dtype == torch.float32
         and conv.kernel_size == (3, 3) and conv.stride == (1, 1) and conv.dilation == (1, 1)
         and conv.groups == 1 and conv.padding_mode == "zeros" and isinstance(conv.padding, tuple)
@@ -141,8 +139,19 @@ def use_winograd(x: Tensor, conv: nn.Conv2d) -> bool:
     )
 
 
+def fits(conv: nn.Module) -> bool:
+    """Whether ``conv`` is a plain ``nn.Conv2d`` that :class:`Conv3x3` can stand in for
+    (3x3, stride 1, no dilation or groups, zero padding)."""
+    return (type(conv) is nn.Conv2d and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
+            and conv.dilation == (1, 1) and conv.groups == 1 and conv.padding_mode == "zeros"
+            and isinstance(conv.padding, tuple))
+
+
 class Conv3x3(nn.Conv2d):
-    """``nn.Conv2d`` with a 3x3 kernel that runs as Winograd F(4x4,3x3) where that is faster."""
+    """``nn.Conv2d`` with a 3x3 kernel that runs as Winograd F(4x4,3x3) where that is faster.
+
+    It adds no state to ``nn.Conv2d`` (only ``forward`` differs), so a built conv becomes one
+    by changing its class (``img2img.nn.cpu.optimize``)."""
 
     def __init__(self, in_channels: int, out_channels: int, padding: int = 0,
                  bias: bool = True) -> None:

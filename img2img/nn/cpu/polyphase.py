@@ -11,7 +11,7 @@ generators call it six times per CycleGAN step).
 
 The weights are rearranged on every call (about ten thousand numbers), so the parameters
 and the state dict are those of ``nn.Conv2d``, and gradients reach them through the
-rearrangement. Used on the CPU (outside ``conv_algo.direct()``); elsewhere it is
+rearrangement. Used on the CPU; elsewhere (and inside ``img2img.nn.cpu.direct``) it is
 ``nn.Conv2d``.
 """
 
@@ -20,8 +20,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-
-from .conv_algo import fast_enabled
 
 
 def phase_taps(k: int) -> Tensor:
@@ -36,6 +34,18 @@ def phase_taps(k: int) -> Tensor:
                 if 0 <= t < k:
                     idx[p, q, j] = t
     return idx
+
+
+_TAPS: dict[int, Tensor] = {}
+
+
+def _taps(k: int) -> Tensor:
+    """:func:`phase_taps` of ``k``, computed once (a CPU index tensor, never written; a
+    normal tensor even when first asked for under inference mode, so training can use it)."""
+    if k not in _TAPS:
+        with torch.inference_mode(False):
+            _TAPS[k] = phase_taps(k)
+    return _TAPS[k]
 
 
 def phase_weight(weight: Tensor, idx: Tensor) -> Tensor:
@@ -76,27 +86,37 @@ def phase_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, idx: Tensor) ->
     return _add_bias(y, bias)
 
 
+def fits(conv: nn.Module) -> bool:
+    """Whether ``conv`` is a plain ``nn.Conv2d`` that :class:`PhaseConv2d` can stand in for
+    (square kernel, stride 1, no dilation or groups, zero padding)."""
+    return (type(conv) is nn.Conv2d and conv.kernel_size[0] == conv.kernel_size[1]
+            and conv.stride == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1
+            and conv.padding_mode == "zeros" and isinstance(conv.padding, tuple))
+
+
 class PhaseConv2d(nn.Conv2d):
-    """``nn.Conv2d`` (square kernel, stride 1) that runs on 2x2 phases on the CPU."""
+    """``nn.Conv2d`` (square kernel, stride 1) that runs on 2x2 phases on the CPU.
+
+    It adds no state to ``nn.Conv2d`` (only the forward differs), so a built conv becomes one
+    by changing its class (``img2img.nn.cpu.optimize``)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
                  padding: int = 0, bias: bool = True) -> None:
         super().__init__(in_channels, out_channels, kernel_size, padding=padding, bias=bias)
-        self.register_buffer("taps", phase_taps(kernel_size), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.device.type != "cpu" or not fast_enabled():
+        if x.device.type != "cpu":
             return super().forward(x)
         ph, pw = self.padding
         if ph or pw:
             x = F.pad(x, (pw, pw, ph, ph))
-        return phase_conv2d(x, self.weight, self.bias, self.taps)
+        return phase_conv2d(x, self.weight, self.bias, _taps(self.kernel_size[0]))
 
     def phase_padding(self) -> int | None:
         """Zero phase rows (and columns) the conv on phases pads with, or None where it does
-        not run on phases (outside the CPU path, or a padding other than "same")."""
+        not run on phases (a padding other than "same" with an even amount)."""
         k, (ph, pw) = self.kernel_size[0], self.padding
-        if not fast_enabled() or ph != pw or ph % 2 or k != 2 * ph + 1:
+        if ph != pw or ph % 2 or k != 2 * ph + 1:
             return None
         return ph // 2
 
@@ -108,7 +128,8 @@ class PhaseConv2d(nn.Conv2d):
         pad = self.phase_padding() if z.device.type == "cpu" else None
         if pad is None:
             return self.forward(F.pixel_shuffle(z, 2))
-        return _add_bias(conv_on_phases(z, self.weight, self.taps, pad), self.bias)
+        taps = _taps(self.kernel_size[0])
+        return _add_bias(conv_on_phases(z, self.weight, taps, pad), self.bias)
 
     def forward_phase_rows(self, z: Tensor) -> Tensor:
         """Rows of :meth:`forward_phases` from a band of phase rows that carries its own halo
@@ -117,4 +138,5 @@ class PhaseConv2d(nn.Conv2d):
         pad = self.phase_padding()
         if pad is None:
             raise RuntimeError("forward_phase_rows needs the conv to run on phases")
-        return _add_bias(conv_on_phases(z, self.weight, self.taps, (0, pad)), self.bias)
+        taps = _taps(self.kernel_size[0])
+        return _add_bias(conv_on_phases(z, self.weight, taps, (0, pad)), self.bias)

@@ -45,8 +45,9 @@ def normalize(samples: np.ndarray, data_range: float | None = None) -> np.ndarra
     x = samples.astype(np.float32)
     if peak < max_value(samples.dtype):
         np.minimum(x, np.float32(peak), out=x)
-    x *= np.float32(2.0)  # exact, and (2x) / peak is one correctly rounded step
-    x /= np.float32(peak)
+    # x * (2 / peak) - 1 in float32, the toolkit's conversion since its first release: runs
+    # written before resume bit for bit (tests/fixtures/flat_config_runs)
+    x *= np.float32(2.0 / peak)
     x -= np.float32(1.0)
     return x
 

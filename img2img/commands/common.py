@@ -122,6 +122,18 @@ def parse_or_exit_code(parser: argparse.ArgumentParser, argv: Sequence[str] | No
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
 
 
+def run_parsed(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
+               body: Callable[[argparse.Namespace], int]) -> int:
+    """Parse ``argv`` (``--help`` and usage errors give their exit code), apply
+    ``--max-image-pixels`` where the command has it, and run ``body(ns)`` guarded."""
+    ns = parse_or_exit_code(parser, argv)
+    if isinstance(ns, int):
+        return ns
+    if hasattr(ns, "max_image_pixels"):
+        apply_max_image_pixels(ns)
+    return guarded(lambda: body(ns), ns.debug)
+
+
 def usage_error(parser: argparse.ArgumentParser, message: str) -> int:
     """Say ``message`` as ``parser``'s one-line usage error; the exit code (2)."""
     print(f"error: {message} (see {parser.prog} --help)", file=sys.stderr)

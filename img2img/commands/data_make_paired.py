@@ -23,9 +23,7 @@ from img2img.commands.common import (
     add_debug,
     add_max_image_pixels,
     add_quiet,
-    apply_max_image_pixels,
-    guarded,
-    parse_or_exit_code,
+    run_parsed,
 )
 from img2img.data.paired_ops import OPS, make_op, output_folders, plan_paired, run_paired
 from img2img.data.pairs import stale_files
@@ -59,11 +57,7 @@ def make_paired_parser() -> argparse.ArgumentParser:
 
 def make_paired_main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
-    ns = parse_or_exit_code(make_paired_parser(), argv)
-    if isinstance(ns, int):
-        return ns
-    apply_max_image_pixels(ns)
-    return guarded(lambda: _make_paired(ns), ns.debug)
+    return run_parsed(make_paired_parser(), argv, _make_paired)
 
 
 def _make_paired(ns: argparse.Namespace) -> int:

@@ -19,9 +19,7 @@ from img2img.commands.common import (
     add_debug,
     add_max_image_pixels,
     add_quiet,
-    apply_max_image_pixels,
-    guarded,
-    parse_or_exit_code,
+    run_parsed,
 )
 
 
@@ -41,11 +39,7 @@ def make_sr_pairs_parser() -> argparse.ArgumentParser:
 
 def make_sr_pairs_main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
-    ns = parse_or_exit_code(make_sr_pairs_parser(), argv)
-    if isinstance(ns, int):
-        return ns
-    apply_max_image_pixels(ns)
-    return guarded(lambda: _make_sr_pairs(ns), ns.debug)
+    return run_parsed(make_sr_pairs_parser(), argv, _make_sr_pairs)
 
 
 def _make_sr_pairs(ns: argparse.Namespace) -> int:

@@ -28,9 +28,7 @@ from img2img.commands.common import (
     add_debug,
     add_max_image_pixels,
     add_quiet,
-    apply_max_image_pixels,
-    guarded,
-    parse_or_exit_code,
+    run_parsed,
 )
 from img2img.data.build_unpaired import (
     MODES,
@@ -78,11 +76,7 @@ def make_unpaired_parser() -> argparse.ArgumentParser:
 
 def make_unpaired_main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
-    ns = parse_or_exit_code(make_unpaired_parser(), argv)
-    if isinstance(ns, int):
-        return ns
-    apply_max_image_pixels(ns)
-    return guarded(lambda: _make_unpaired(ns), ns.debug)
+    return run_parsed(make_unpaired_parser(), argv, _make_unpaired)
 
 
 def _make_unpaired(ns: argparse.Namespace) -> int:

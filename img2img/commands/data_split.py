@@ -23,8 +23,7 @@ from img2img.commands.common import (
     OneLineParser,
     add_debug,
     add_quiet,
-    guarded,
-    parse_or_exit_code,
+    run_parsed,
 )
 from img2img.data.split import LAYOUTS, MODES, SplitError, SplitOptions, plan_split, write_split
 
@@ -64,10 +63,7 @@ def split_parser() -> argparse.ArgumentParser:
 
 def split_main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
-    ns = parse_or_exit_code(split_parser(), argv)
-    if isinstance(ns, int):
-        return ns
-    return guarded(lambda: _split(ns), ns.debug)
+    return run_parsed(split_parser(), argv, _split)
 
 
 def _split(ns: argparse.Namespace) -> int:

@@ -347,3 +347,26 @@ def test_plain_tiff_above_the_pixel_limit_needs_a_tiff_output(
                           tmp_path / "out2", "--max-image-pixels", "1000")
     assert code == 1 and "1 translated" in out
     assert f"failed: {pal}: translation failed: a palette TIFF holds colour indices" in err
+
+
+def test_geotiff_through_onnx_runtime_equals_pytorch(
+    capsys: pytest.CaptureFixture[str], checkpoint: Path, scene: tuple[Path, np.ndarray],
+    tmp_path: Path,
+) -> None:
+    """The same GeoTIFF translated by the exported .onnx model (ONNX Runtime) keeps the
+    georeferencing and the extra band and matches the PyTorch output within 1/255 of peak,
+    tiled or not: readers and writers do not depend on the model backend."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from img2img.inference.onnx_export import export_onnx
+
+    onnx_path = tmp_path / "sr.onnx"
+    export_onnx(checkpoint, onnx_path)
+    src, _ = scene
+    torch_out = _translate(capsys, checkpoint, src.parent, tmp_path / "torch", "--tile", "16")
+    for name, flags in (("whole", ()), ("tiled", ("--tile", "16"))):
+        out = _translate(capsys, onnx_path, src.parent, tmp_path / name, *flags)
+        with rasterio.open(src) as a, rasterio.open(tmp_path / name / src.name) as b:
+            assert b.crs == a.crs and b.descriptions == DESCRIPTIONS and b.nodata == 0
+            assert (b.width, b.height) == (4 * W, 4 * H)
+        assert _diff(out, torch_out) <= 65535 // 255, name

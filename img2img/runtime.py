@@ -22,6 +22,7 @@ log = logging.getLogger("img2img")
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 AUTO_PRECISION = "auto"  # resolved by resolve_precision() for the device
+INT8_PRECISION = "int8"  # translate only: a statically quantized ONNX graph (inference.quantize)
 
 MALLOC_ENV = "IMG2IMG_MALLOC"  # "system": leave the C allocator as it is
 _GLIBC_MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_MAX_",

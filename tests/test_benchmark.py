@@ -85,7 +85,7 @@ def test_fp16_on_cpu_is_a_usage_error(bench: ModuleType, tmp_path: Path,
 
 
 @pytest.mark.parametrize("flag", [["--only", "nope"], ["--tasks", "gan"],
-                                  ["--precision", "fp32,int8"]])
+                                  ["--precision", "fp32,int4"]])
 def test_bad_choice(bench: ModuleType, flag: list[str],
                     capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
@@ -169,3 +169,31 @@ def test_sr_section_runs_the_installed_command_from_any_folder(
     assert [r.name for r in rows] == ["sr x4 tiled", "sr x4 tiled peak RSS",
                                       "sr x4 tiled"]
     assert rows[-1].notes == "not run: left out here"
+
+
+def test_int8_rows_beside_fp32(bench: ModuleType, tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    """``--precision fp32,int8``: translate and sr rows for int8, with the calibration in
+    the folder time and the PSNR against the fp32 outputs."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    out = tmp_path / "bench.json"
+    code = bench.benchmark_main(["--quick", "--device", "cpu", "--json", str(out), "--only",
+                                 "translate,sr", "--precision", "fp32,int8", "--num-images",
+                                 "2", "--sr-size", "48", "--tile", "32"])
+    _, stderr = capsys.readouterr()
+    assert code == 0, stderr[-3000:]
+    report = json.loads(out.read_text())
+    int8 = report["translate"]["by_precision"]["int8"]
+    assert int8["calibration_s"] > 0
+    assert int8["folder_s"] > int8["calibration_s"]  # the calibration is in the folder time
+    assert int8["folder_cached_images_per_s"] > int8["folder_images_per_s"]
+    assert 15 < int8["psnr_vs_fp32_db"] < 100  # random weights: far from exact, not broken
+    sr = report["sr"]["by_precision"]
+    assert "--precision" in sr["int8"]["args"] and "int8" in sr["int8"]["args"]
+    assert sr["int8"]["psnr_vs_fp32_db"] > 30
+    rows = {(r["name"], r["precision"]) for r in report["rows"]}
+    assert {("translate folder", "int8"), ("translate PSNR vs fp32", "int8"),
+            ("sr x4 tiled", "int8"), ("sr x4 tiled PSNR vs fp32", "int8")} <= rows
+    assert not any(r["precision"] == "int8" for r in report["rows"]
+                   if r["name"].startswith(("ceiling", "train")))

@@ -4,12 +4,18 @@
 from __future__ import annotations
 
 import importlib.util
+import shutil
+import time
 from pathlib import Path
 
 from img2img.bench.common import Row, log
 from img2img.extras import missing_message
+from img2img.inference.quantize import DEFAULT_CALIBRATE_COUNT
+from img2img.inference.translator import Translator
 
 PRECISION = "ort-fp32"  # the precision column of the ONNX Runtime rows
+INT8 = "int8"  # translate --precision int8 (ONNX Runtime static quantization)
+CALIBRATE_COUNT = DEFAULT_CALIBRATE_COUNT  # as translate's default --calibrate-count
 
 
 def missing() -> str | None:
@@ -34,3 +40,18 @@ def export(ckpt: Path, out: Path) -> Path:
 def skipped_row(name: str, reason: str) -> Row:
     """A row saying the ONNX Runtime measurement did not run, and why."""
     return Row(name, PRECISION, None, "", f"not run: {reason}")
+
+
+def int8_translator(ckpt: Path, images: list[Path], out: Path) -> tuple[Translator, float]:
+    """``ckpt`` quantized to int8 as ``translate --precision int8`` does (calibrated on the
+    first :data:`CALIBRATE_COUNT` of ``images``, no cached model reused), and the seconds
+    that took (export, calibration, quantization)."""
+    from img2img.inference import quantize
+
+    shutil.rmtree(out / quantize.CACHE_DIR, ignore_errors=True)
+    log(f"int8: exporting, calibrating on {min(len(images), CALIBRATE_COUNT)} images and "
+        f"quantizing {ckpt.name} ...")
+    start = time.perf_counter()
+    translator = quantize.int8_translator(ckpt, out, images, CALIBRATE_COUNT,
+                                          label="the benchmark's images")
+    return translator, time.perf_counter() - start

@@ -13,6 +13,7 @@ report >= 1.4 GB for any child. It is the fallback where ``/proc`` does not exis
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -21,12 +22,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from img2img.bench import ort
 from img2img.bench.common import Row, log, photo_like
-from img2img.bench.translate import write_random_checkpoint
-from img2img.data.io import read_image_info, write_image
+from img2img.bench.translate import prepare_photos, write_random_checkpoint
+from img2img.data.io import read_image, read_image_info, write_image
 
 _MARK = "img2img-bench VmHWM kB:"
 _COMMAND = "--img2img"  # the runner's first argument for ``img2img <args>`` instead of a script
@@ -88,38 +90,55 @@ def _translate(script: Path | None, ckpt: Path, src: Path, out: Path, device: to
     seconds, peak, code, err = run_script_measured(script, args, env)
     if code != 0:
         raise RuntimeError(f"translate exited with {code}: {err.strip()[-2000:]}")
-    return seconds, peak, next(iter(out.iterdir())), args
+    written = next(p for p in out.iterdir() if p.is_file())  # not int8's cache folder
+    return seconds, peak, written, args
 
 
 def sr_tiled(device: torch.device, precisions: list[str], quick: bool, workdir: Path,
              script: Path | None = None, tile: int | None = None, overlap: int | None = None,
-             batch_size: int = 1, ext: str | None = None, size: int | None = None
+             batch_size: int = 1, ext: str | None = None, size: int | None = None,
+             checkpoint: str | None = None, images: str | None = None
              ) -> tuple[list[Row], dict[str, Any]]:
     """Rows and results for upscaling a photo-like square PNG by 4 at each precision, plus
     the floor: the same command on an 8x8 image (imports, model load, one tile). ``tile``
     None: translate's automatic tiling (128 for x4); ``size`` defaults to 4000. ``script``
     None runs ``img2img translate`` from the installed package (nothing read from a
-    checkout); a path runs that script (``tools/translate.py``)."""
+    checkout); a path runs that script (``tools/translate.py``). ``checkpoint``: an x4
+    generator to use instead of a random-weight SRResNet (e.g. the bundled ``sr_x4_naip``).
+    Precision ``int8`` runs ``translate --precision int8`` (its calibration inside the timed
+    process) and adds its PSNR against the fp32 output when fp32 ran too. ``images``: a
+    folder whose first photo, cropped square and resized, is the input instead of a
+    generated photo-like image (whose sensor-like noise at every pixel is harsher on int8
+    than real photos are)."""
     size, channels = (size or 256, 16) if quick else (size or 4000, 64)
     tile = tile or (64 if quick else None)
     src = workdir / "sr_input" / f"photo_{size}.png"
     log(f"sr: writing a {size}x{size} PNG ...")
-    write_image(src, photo_like(size, size, seed=4000))
+    if images:
+        (photo,) = prepare_photos(workdir / "sr_photo", 1, size, images)
+        write_image(src, read_image(photo))
+    else:
+        write_image(src, photo_like(size, size, seed=4000))
     tiny = workdir / "sr_tiny" / "photo_8.png"
     write_image(tiny, photo_like(8, 8, seed=8))
-    kwargs = {"scale": 4, "channels": channels, "n_blocks": 16, "norm": "batch"}
-    ckpt = write_random_checkpoint(workdir / "srresnet_x4.safetensors", "srresnet", kwargs,
-                                   "srgan")
+    if checkpoint:
+        ckpt, what = Path(checkpoint), Path(checkpoint).name
+    else:
+        kwargs = {"scale": 4, "channels": channels, "n_blocks": 16, "norm": "batch"}
+        ckpt = write_random_checkpoint(workdir / "srresnet_x4.safetensors", "srresnet",
+                                       kwargs, "srgan")
+        what = f"srresnet x4 ({channels} ch)"
     extra = ["--batch-size", str(batch_size)] + (["--tile", str(tile)] if tile else [])
     extra += ["--tile-overlap", str(overlap)] if overlap is not None else []
     extra += ["--ext", ext] if ext else []
     mp = size * size / 1e6
     rows: list[Row] = []
     results: dict[str, Any] = {"input": f"{size}x{size}", "tile": tile, "overlap": overlap,
-                               "generator": f"srresnet x4, {channels} ch, 16 blocks",
-                               "by_precision": {}}
-    runs = [(p, ckpt) for p in precisions]
+                               "generator": what if checkpoint else
+                               f"srresnet x4, {channels} ch, 16 blocks", "by_precision": {}}
     reason = ort.missing()
+    runs = [(p, ckpt) for p in precisions if p != ort.INT8 or reason is None]
+    runs.sort(key=lambda run: run[0] == ort.INT8)  # after fp32, whose output it is held to
     if reason is None:  # the same generator exported to ONNX, run by ONNX Runtime
         runs.append((ort.PRECISION, ort.export(ckpt, workdir / "srresnet_x4.onnx")))
     for p, model in runs:
@@ -131,21 +150,46 @@ def sr_tiled(device: torch.device, precisions: list[str], quick: bool, workdir: 
         h, w = read_image_info(written)[:2]
         if (h, w) != (4 * size, 4 * size):
             raise RuntimeError(f"{written}: {w}x{h}, expected {4 * size}x{4 * size}")
-        written.unlink()
+        reference = out.parent / "sr_out_fp32" / written.name
+        psnr = psnr_of_files(written, reference) if p == ort.INT8 and reference.is_file() \
+            else None
+        if p != "fp32" or ort.INT8 not in precisions:
+            written.unlink()
         floor_s, floor_mb, _, _ = _translate(script, model, tiny, workdir / f"sr_tiny_{p}",
                                              device, precision, extra)
         results["by_precision"][p] = {
             "seconds": seconds, "s_per_input_mp": seconds / mp, "peak_rss_mb": peak,
             "output": f"{w}x{h}{written.suffix}", "args": args,
             "floor_8x8_seconds": floor_s, "floor_8x8_peak_rss_mb": floor_mb}
+        calibrated = " (incl. export+calibration on 8 tiles)" if p == ort.INT8 else ""
         rows.append(Row("sr x4 tiled", p, seconds / mp, "s/MP",
                         f"{seconds:.1f} s for {size}x{size} -> {w}x{h} {written.suffix[1:]}; "
-                        f"srresnet x4 ({channels} ch), --tile {tile or 'auto (128)'} "
-                        f"--batch-size {batch_size}; "
-                        f"whole process (8x8 input: {floor_s:.1f} s)"))
+                        f"{what}, --tile {tile or 'auto (128)'} --batch-size {batch_size}; "
+                        f"whole process{calibrated} (8x8 input: {floor_s:.1f} s)"))
         floor = f"{floor_mb:.0f}" if floor_mb is not None else "?"
         rows.append(Row("sr x4 tiled peak RSS", p, peak, "MB",
                         f"VmHWM of the translate process (8x8 input: {floor} MB)"))
+        if psnr is not None:
+            results["by_precision"][p]["psnr_vs_fp32_db"] = psnr
+            rows.append(Row("sr x4 tiled PSNR vs fp32", p, psnr, "dB",
+                            "the whole output against the fp32 run's (uint8)"))
+    for leftover in (workdir / "sr_out_fp32").glob("*"):
+        if leftover.is_file():
+            leftover.unlink()
     if reason is not None:
         rows.append(ort.skipped_row("sr x4 tiled", reason))
     return rows, results
+
+
+def psnr_of_files(a: Path, b: Path, rows: int = 512) -> float:
+    """PSNR (dB) between two 8-bit images of one size, compared in bands of ``rows``."""
+    x, y = read_image(a), read_image(b)
+    if x.shape != y.shape:
+        raise RuntimeError(f"{a}: {x.shape} where {b} is {y.shape}")
+    peak = 65535.0 if x.dtype == np.uint16 else 255.0
+    total = 0.0
+    for i in range(0, x.shape[0], rows):
+        d = x[i:i + rows].astype(np.float32) - y[i:i + rows].astype(np.float32)
+        total += float(np.square(d, dtype=np.float64).sum())
+    mse = total / x.size
+    return 10 * math.log10(peak**2 / mse) if mse else float("inf")

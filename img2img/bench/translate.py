@@ -11,7 +11,9 @@ does):
 - model-only: ``translate_tensor`` on pre-decoded batches (no decode, encode or files);
 
 folder and model-only also run once more with the checkpoint exported to ONNX and run by ONNX
-Runtime (precision ``ort-fp32``), when the ``onnx`` extra is installed.
+Runtime (precision ``ort-fp32``), when the ``onnx`` extra is installed; and, with precision
+``int8``, quantized as ``translate --precision int8`` does (calibrated on the first images;
+the export, calibration and quantization time is part of the folder time).
 
 Outputs are compared as uint8 arrays before encoding (JPEG would add its own error). A
 random-weight network is a harsh test of low precision: its outputs are high-contrast
@@ -188,18 +190,23 @@ def translation(device: torch.device, precisions: list[str], quick: bool, workdi
     result["gflop_per_image"] = gflop
     decoded = [to_tensor(read_image(p)) for p in paths]
     batches = [torch.stack(decoded[i:i + batch_size]) for i in range(0, count, batch_size)]
-    runs_ort = [(p, c) for p in precisions for c in compile_modes]
+    runs_ort = [(p, c) for p in precisions if p != ort.INT8 for c in compile_modes]
     reason = ort.missing()
     if reason is None:
         runs_ort.append((ort.PRECISION, False))
+        if ort.INT8 in precisions:
+            runs_ort.append((ort.INT8, False))
     else:
         rows.append(ort.skipped_row("translate folder", reason))
     for p, compiled in runs_ort:
         name = f"{p}+compile" if compiled else p
         log(f"translate: {name} model-only and folder ...")
+        calibration_s = 0.0
         if p == ort.PRECISION:  # the same generator exported to ONNX, run by ONNX Runtime
             onnx_path = ort.export(Path(ckpt), workdir / "generator.onnx")
             tr = Translator.from_checkpoint(onnx_path, str(device))
+        elif p == ort.INT8:  # quantized as translate --precision int8 does, timed
+            tr, calibration_s = ort.int8_translator(Path(ckpt), paths, workdir / "out_int8")
         else:
             tr = Translator.from_checkpoint(ckpt, str(device), p, compile=compiled)
         first = time.perf_counter()
@@ -208,22 +215,33 @@ def translation(device: torch.device, precisions: list[str], quick: bool, workdi
         model = [_model_only(tr, batches) for _ in range(passes)]
         model_s, arr = median([m[0] for m in model]), model[0][1]
         folder_s = median([_folder(tr, src, workdir / f"out_{name}", batch_size, workers)
-                           for _ in range(passes)])
+                           for _ in range(passes)]) + calibration_s
         diff = np.abs(arr.astype(np.int16) - ref_arr)
+        mse = float(np.mean(diff.astype(np.float64) ** 2))
         r = {"model_only_s": model_s, "model_only_images_per_s": count / model_s,
              "folder_s": folder_s, "folder_images_per_s": count / folder_s,
              "speedup_vs_baseline": base_s / folder_s, "end_to_end_vs_model_only":
              model_s / folder_s, "max_abs_diff_255": int(diff.max()),
              "mean_abs_diff_255": float(diff.mean()),
+             "psnr_vs_fp32_db": 10 * np.log10(255**2 / mse) if mse else float("inf"),
              "share_diff_over_2_255": float((diff > 2).mean()), "first_batch_s": first}
+        if p == ort.INT8:
+            r["calibration_s"] = calibration_s  # export + calibration + quantization
+            r["folder_cached_images_per_s"] = count / (folder_s - calibration_s)
         r["model_only_gflops"] = gflop * count / model_s
         ceil = (ceilings or {}).get(p, {}).get("gflops")
         r["model_only_ceiling_fraction"] = r["model_only_gflops"] / ceil if ceil else None
         result["by_precision"][name] = r
+        cached = ""
+        if p == ort.INT8:
+            cached = (f"; incl. {calibration_s:.1f} s export+calibration on the first "
+                      f"{min(count, ort.CALIBRATE_COUNT)} images (a rerun, cached: "
+                      f"{r['folder_cached_images_per_s']:.2f} img/s = "
+                      f"{base_s * r['folder_cached_images_per_s'] / count:.2f}x baseline)")
         rows.append(Row("translate folder", name, count / folder_s, "img/s",
                         f"plan+translate_jobs, batch {batch_size}; "
                         f"{r['speedup_vs_baseline']:.2f}x baseline; "
-                        f"{100 * r['end_to_end_vs_model_only']:.0f}% of model-only"))
+                        f"{100 * r['end_to_end_vs_model_only']:.0f}% of model-only{cached}"))
         share = (f" = {100 * r['model_only_ceiling_fraction']:.0f}% of the {p} conv ceiling"
                  if ceil else "")
         rows.append(Row("translate model-only", name, count / model_s, "img/s",
@@ -234,4 +252,7 @@ def translation(device: torch.device, precisions: list[str], quick: bool, workdi
                         f"vs {against} baseline outputs (uint8, before encoding); mean "
                         f"{r['mean_abs_diff_255']:.3f}; {100 * r['share_diff_over_2_255']:.3f}%"
                         f" of values > 2"))
+        if p == ort.INT8:
+            rows.append(Row("translate PSNR vs fp32", name, r["psnr_vs_fp32_db"], "dB",
+                            "uint8 outputs against the per-image fp32 baseline's"))
     return rows, result

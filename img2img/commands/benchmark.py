@@ -13,6 +13,10 @@ Sections (``--only``, default all, in this order):
 - ``sr``: ``img2img translate --tile`` upscaling a 4000x4000 PNG by 4 in a subprocess:
   seconds per input megapixel and peak resident memory.
 
+``--precision ...,int8`` (``translate --precision int8``: CPU, needs the ``onnx`` extra)
+adds translate and sr rows whose times include the export and the calibration, and their
+PSNR against the fp32 outputs.
+
 Timings are medians after warm-up; they mean something only on an otherwise idle machine
 (check ``loadavg_start``/``loadavg_end`` in the JSON). ``--quick`` shrinks every input to
 CI size; its figures are not comparable with the full ones.
@@ -21,6 +25,8 @@ CI size; its figures are not comparable with the full ones.
                                             # native bf16 (avx512_bf16/AMX)
     img2img benchmark --only train --tasks cyclegan --precision bf16
     img2img benchmark --only translate --images ../shared/data/photos
+    img2img benchmark --only translate,sr --precision fp32,int8 \
+        --checkpoint G.safetensors --sr-checkpoint sr_x4_naip
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ if TYPE_CHECKING:  # torch is imported only when the benchmark runs
     from img2img.bench.common import Row
 
 SECTIONS = ("ceiling", "train", "translate", "sr")
+INT8 = "int8"  # translate --precision int8: an inference path (translate and sr rows only)
 
 
 def _choices(allowed: Sequence[str]) -> Callable[[str], list[str]]:
@@ -75,11 +82,12 @@ def benchmark_parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks", type=_choices(TASKS), default=list(TASKS),
                    help=f"train-step tasks (default {','.join(TASKS)}; srgan = both phases)")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N (default auto)")
-    p.add_argument("--precision", type=_choices((AUTO_PRECISION, *PRECISIONS)), action="append",
-                   help="auto|fp32|bf16|fp16, repeatable or comma list (auto: what train picks "
-                        "here; default fp32,bf16, without bf16 on CPUs lacking native bf16 "
-                        "(avx512_bf16/AMX) and GPUs below compute capability 8.0; plus fp16 "
-                        "on CUDA)")
+    p.add_argument("--precision", type=_choices((AUTO_PRECISION, *PRECISIONS, INT8)),
+                   action="append",
+                   help="auto|fp32|bf16|fp16|int8, repeatable or comma list (auto: what train "
+                        "picks here; default fp32,bf16, without bf16 on CPUs lacking native "
+                        "bf16 (avx512_bf16/AMX) and GPUs below compute capability 8.0; plus "
+                        "fp16 on CUDA; int8, CPU only, adds translate and sr rows)")
     p.add_argument("--quick", action="store_true",
                    help="CI-sized inputs: 64x64 train crops, ngf 16, 8 images of 128x128, "
                         "SR of 256x256 with tile 64")
@@ -89,8 +97,9 @@ def benchmark_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=positive_int, help="torch.set_num_threads (default: torch's)")
     p.add_argument("--json", default="benchmark.json", help="output file (default %(default)s)")
     t = p.add_argument_group("translate and sr")
-    t.add_argument("--images", help="folder of real photos to crop to 512x512 (default: "
-                                    "generated photo-like images)")
+    t.add_argument("--images", help="folder of real photos to crop to 512x512 (sr: its first "
+                                    "one, to --sr-size; default: generated photo-like "
+                                    "images)")
     t.add_argument("--checkpoint", help="trained generator for the translation benchmark "
                                         "(default: a random-weight resnet_9blocks)")
     t.add_argument("--num-images", type=positive_int, help="images to translate (default 16; "
@@ -105,6 +114,9 @@ def benchmark_parser() -> argparse.ArgumentParser:
                    help="side of the square SR input (default 4000; 256 with --quick)")
     t.add_argument("--tile-overlap", type=int, help="SR tile overlap (default: translate's)")
     t.add_argument("--sr-ext", help="SR output format (default: png, as the input)")
+    t.add_argument("--sr-checkpoint", help="x4 generator for the SR benchmark, a file or a "
+                                           "bundled name such as sr_x4_naip (default: a "
+                                           "random-weight SRResNet, 64 channels, 16 blocks)")
     p.add_argument("--compile", action="store_true",
                    help="also run each train and translate configuration with torch.compile "
                         "(rows marked +compile; compiling takes a minute or more each)")
@@ -147,12 +159,14 @@ def run(ns: argparse.Namespace, device: torch.device, precisions: list[str], wor
     out: dict[str, Any] = {}
     modes = (False, True) if ns.compile else (False,)
     batch_size = ns.batch_size or default_batch_size(device)
+    torch_precisions = [p for p in precisions if p != INT8]  # int8 is an inference path
     for name in sections:
         try:
             if name == "ceiling":
-                got, out[name] = ceiling(device, precisions, ns.quick, ns.repeats, ns.warmup)
+                got, out[name] = ceiling(device, torch_precisions, ns.quick, ns.repeats,
+                                         ns.warmup)
             elif name == "train":
-                got, out[name] = train_steps(ns.tasks, device, precisions, ns.quick,
+                got, out[name] = train_steps(ns.tasks, device, torch_precisions, ns.quick,
                                              ns.repeats, ns.warmup, out.get("ceiling", {}),
                                              ns.profile, modes)
             elif name == "translate":
@@ -164,7 +178,8 @@ def run(ns: argparse.Namespace, device: torch.device, precisions: list[str], wor
                 got, out[name] = sr_tiled(device, precisions, ns.quick, work,
                                           tile=ns.tile, overlap=ns.tile_overlap,
                                           batch_size=batch_size, ext=ns.sr_ext,
-                                          size=ns.sr_size)
+                                          size=ns.sr_size, checkpoint=ns.sr_checkpoint,
+                                          images=ns.images)
         except Exception as exc:  # noqa: BLE001 - one broken section must not hide the rest
             log(f"{name}: FAILED: {exc}")
             got, out[name] = [Row(f"{name} FAILED", "-", None, "", str(exc)[:300])], {
@@ -205,7 +220,10 @@ def _benchmark(ns: argparse.Namespace) -> int:
         device = resolve_device(ns.device)
         precisions = _precisions(ns, device)
         for p in precisions:
-            check_precision(p, device)
+            if p == INT8 and device.type != "cpu":
+                raise ValueError(f"--precision int8 runs on the CPU, not on {device}")
+            if p != INT8:
+                check_precision(p, device)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

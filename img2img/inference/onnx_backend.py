@@ -32,6 +32,15 @@ INSTALL_HINT = extras.install_hint("onnx")
 SUFFIX = ".onnx"
 # Keys added to the checkpoint's metadata in an exported file (GeneratorMeta ignores them).
 MIN_SIZE_KEY, FP16_KEY, OPSET_KEY = "onnx_min_size", "onnx_fp16", "onnx_opset"
+# In a file quantized by ``inference.quantize``: the recipe and calibration it came from.
+INT8_KEY = "onnx_int8"
+
+
+def precision_of(metadata: dict[str, str]) -> str:
+    """The precision an exported graph runs in, from its metadata: int8, fp16 or fp32."""
+    if INT8_KEY in metadata:
+        return "int8"
+    return "fp16" if metadata.get(FP16_KEY) == "1" else "fp32"
 
 
 def require(module: str, what: str) -> ModuleType:
@@ -83,8 +92,9 @@ class OnnxGenerator:
     """
 
     def __init__(self, session: Any, meta: GeneratorMeta, min_size: int = 1,
-                 path: str = "") -> None:
+                 path: str = "", precision: str = "fp32") -> None:
         self.session = session
+        self.precision = precision  # fixed by the file: fp32, fp16 or int8 (precision_of)
         self.path = path
         self.input_name = session.get_inputs()[0].name
         self.input_dtype = np.float16 if "float16" in session.get_inputs()[0].type \
@@ -93,7 +103,8 @@ class OnnxGenerator:
         self.scale, self.size_multiple = meta.scale, meta.size_multiple
         self.value_range = meta.value_range
         self.min_size = min_size
-        self.architecture = f"{meta.arch} (ONNX)"
+        self.architecture = f"{meta.arch} (ONNX" + (
+            ")" if precision == "fp32" else f", {precision})")
         self.supports_fp16 = False  # --precision applies to PyTorch networks only
 
     @property
@@ -135,8 +146,9 @@ def reject_torch_options(precision: str, dropout_at_test: bool, compile: bool,
 
 class OnnxBackend:
     """``backend.ModelBackend`` for an :class:`OnnxGenerator`: the graph runs as exported
-    (its precision was fixed at export, so ``auto`` means fp32); UsageError for the options
-    that change a PyTorch network."""
+    (its precision was fixed at export or quantization and is reported as the file says;
+    ``auto`` asks for nothing else); UsageError for the options that change a PyTorch
+    network."""
 
     def __init__(self, model: OnnxGenerator, device: torch.device, precision: str = "fp32",
                  dropout_at_test: bool = False, compile: bool = False,
@@ -144,7 +156,7 @@ class OnnxBackend:
         if precision == "auto":
             precision = "fp32"
         reject_torch_options(precision, dropout_at_test, compile, per_image_norm)
-        self.model, self.device, self.precision = model, device, "fp32"
+        self.model, self.device, self.precision = model, device, model.precision
         self.min_size = model.min_size
 
     def run(self, x: torch.Tensor) -> torch.Tensor:
@@ -165,4 +177,4 @@ def load_onnx(path: str | os.PathLike,
         min_size = int(md.get(MIN_SIZE_KEY, "1"))
     except ValueError:
         raise CheckpointError(f"{p}: invalid {MIN_SIZE_KEY} {md[MIN_SIZE_KEY]!r}") from None
-    return OnnxGenerator(session, meta, max(1, min_size), str(p)), meta
+    return OnnxGenerator(session, meta, max(1, min_size), str(p), precision_of(md)), meta

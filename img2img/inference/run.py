@@ -27,7 +27,12 @@ from img2img.inference.frames import WriteOptions
 from img2img.inference.geotiff import EXTRA_BANDS, TIFF_EXTENSIONS, GeoOptions
 from img2img.inference.tile_layout import DEFAULT_OVERLAP, TileOptions
 from img2img.inference.translator import Translator
-from img2img.runtime import default_batch_size, keep_freed_memory, resolve_device
+from img2img.runtime import (
+    INT8_PRECISION,
+    default_batch_size,
+    keep_freed_memory,
+    resolve_device,
+)
 
 __all__ = ["REQUEST_ERRORS", "FolderOptions", "FolderRun", "RunRefused",
            "TranslationInterrupted", "check_channels", "translate_folder"]
@@ -44,7 +49,9 @@ class FolderOptions:
     ``tile_overlap``, ``max_pixels``: ``TileOptions``; ``bands``, ``extra_bands``,
     ``data_range``: ``GeoOptions``; ``codec``, ``crf``: ``frames.WriteOptions`` (checked when
     the run starts, like every option). ``frames_out``: a folder for the numbered frames of
-    every video, instead of videos in ``output``.
+    every video, instead of videos in ``output``. ``precision`` ``int8``: the generator
+    quantized by ``inference.quantize``, calibrated on the first ``calibrate_count`` images of
+    ``calibrate`` (a folder) or of the run itself.
     """
 
     checkpoint: str
@@ -69,6 +76,8 @@ class FolderOptions:
     codec: str | None = None
     crf: int | None = None
     frames_out: str | None = None
+    calibrate: str | None = None
+    calibrate_count: int = 8  # inference.quantize.DEFAULT_CALIBRATE_COUNT
     quiet: bool = False
 
 
@@ -155,9 +164,13 @@ def _run(options: FolderOptions, world: World, device: torch.device,
     translator = None
     if error is None:
         try:
-            translator = Translator.from_checkpoint(
-                options.checkpoint, str(device), options.precision, options.dropout_at_test,
-                compile=options.compile, key=options.key, per_image_norm=options.per_image_norm)
+            if options.precision == INT8_PRECISION or options.calibrate:
+                translator = _int8_translator(options, planned, tiling, device)
+            else:
+                translator = Translator.from_checkpoint(
+                    options.checkpoint, str(device), options.precision,
+                    options.dropout_at_test, compile=options.compile, key=options.key,
+                    per_image_norm=options.per_image_norm)
             geo.check_model(translator.meta.in_channels)
             check_channels(translator.meta.in_channels, planned.jobs, options.checkpoint)
         except REQUEST_ERRORS as exc:
@@ -186,3 +199,29 @@ def _run(options: FolderOptions, world: World, device: torch.device,
         total.failed += r.failed
     total.failed.sort(key=lambda x: str(x[0]))
     return FolderRun(total, planned, world, device)
+
+
+def _int8_translator(options: FolderOptions, planned: Plan, tiling: TileOptions,
+                     device: torch.device) -> Translator:
+    """``precision`` int8: calibrated on ``options.calibrate`` or the run's first inputs
+    (every rank quantizes on the same inputs, so they share the cached model's name)."""
+    from img2img.data.scan import list_images
+    from img2img.inference import quantize
+
+    if options.precision != INT8_PRECISION:
+        raise UsageError(f"--calibrate: applies to --precision int8 only "
+                         f"(not {options.precision})")
+    if options.calibrate:
+        try:
+            images = list_images(options.calibrate)
+        except OSError as exc:
+            raise UsageError(f"--calibrate {options.calibrate}: {exc}") from None
+        if not images:
+            raise UsageError(f"--calibrate {options.calibrate}: no images found")
+        label = f"--calibrate {options.calibrate}"
+    else:
+        images, label = [Path(src) for src, _ in planned.pairs], f"--input {options.input}"
+    quantize.check_request(device, options.dropout_at_test, options.compile,
+                           options.per_image_norm)
+    return quantize.int8_translator(options.checkpoint, options.output, images,
+                                    options.calibrate_count, tiling, options.key, label)

@@ -20,7 +20,34 @@ from img2img.inference.loader import load_model
 from img2img.inference.padding import pad_to_multiple
 from img2img.runtime import release_on_new_shape, resolve_device
 
-__all__ = ["Translator"]
+__all__ = ["Translator", "network_input", "prepare_array"]
+
+
+def prepare_array(img: np.ndarray, in_channels: int) -> tuple[torch.Tensor, dict[str, Any]]:
+    """An HxW or HxWxC (1-4 channels) uint8/uint16 image -> a CHW float tensor in [-1, 1]
+    with ``in_channels`` channels, and what ``Translator`` needs to give the output the
+    input's layout back (dtype, alpha, channel count). ValueError for anything else."""
+    if img.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"expected a uint8 or uint16 image, got {img.dtype}")
+    info: dict[str, Any] = {"dtype": img.dtype, "ndim": img.ndim, "alpha": None}
+    if img.ndim == 2:
+        img = img[:, :, None]
+    if img.ndim != 3 or img.shape[2] not in (1, 2, 3, 4):
+        raise ValueError(f"expected an HxW or HxWxC image with 1-4 channels, got {img.shape}")
+    if img.shape[2] in (2, 4):
+        info["alpha"] = img[:, :, -1:]
+        img = img[:, :, :-1]
+    info["channels"] = img.shape[2]
+    return to_tensor(as_channels(img, in_channels)), info
+
+
+def network_input(x: torch.Tensor, meta: GeneratorMeta,
+                  min_size: int = 1) -> tuple[torch.Tensor, int, int]:
+    """NCHW float in [-1, 1] -> what the network is given (padded to its size multiple and
+    ``min_size``, in its value range and channel order), and the unpadded height and width."""
+    padded, h, w = pad_to_multiple(x, meta.size_multiple, min_size=min_size)
+    bgr = meta.channel_order == "BGR" and padded.shape[1] == 3
+    return to_network(padded, meta.value_range, bgr), h, w
 
 
 class Translator:
@@ -38,7 +65,7 @@ class Translator:
 
     ``precision``: fp32 (the default), bf16, fp16 or ``auto`` (what the device does well:
     :func:`img2img.runtime.choose_precision`; ``translate``'s default); ``self.precision``
-    holds the one in use.
+    holds the one in use (``int8`` for a quantized ``.onnx``, see ``inference.quantize``).
     """
 
     def __init__(self, model: nn.Module, meta: GeneratorMeta, device: torch.device,
@@ -59,7 +86,7 @@ class Translator:
 
     @property
     def precision(self) -> str:
-        """The precision in use: fp32, bf16 or fp16."""
+        """The precision in use: fp32, bf16, fp16, or int8 (a quantized ``.onnx``)."""
         return self.backend.precision
 
     @property
@@ -85,29 +112,16 @@ class Translator:
         """NCHW float in [-1, 1] of any size -> NCHW output (size times the model's scale)."""
         x = x.to(self.device, torch.float32)
         # Tiny images (e.g. 1x1, 17x3) are padded up to the smallest size the network accepts.
-        padded, h, w = pad_to_multiple(x, self.meta.size_multiple, min_size=self.min_size)
-        release_on_new_shape(padded.shape)
-        value_range = self.meta.value_range
-        bgr = self.meta.channel_order == "BGR" and padded.shape[1] == 3
-        y = self.backend.run(to_network(padded, value_range, bgr))
+        net_in, h, w = network_input(x, self.meta, self.min_size)
+        release_on_new_shape(net_in.shape)
+        bgr = self.meta.channel_order == "BGR" and net_in.shape[1] == 3
+        y = self.backend.run(net_in)
         s = self.meta.scale
-        return from_network(y[..., : h * s, : w * s], value_range, bgr)
+        return from_network(y[..., : h * s, : w * s], self.meta.value_range, bgr)
 
     # --- arrays -------------------------------------------------------------------------
     def _prepare(self, img: np.ndarray) -> tuple[torch.Tensor, dict[str, Any]]:
-        if img.dtype not in (np.uint8, np.uint16):
-            raise ValueError(f"expected a uint8 or uint16 image, got {img.dtype}")
-        info: dict[str, Any] = {"dtype": img.dtype, "ndim": img.ndim, "alpha": None}
-        if img.ndim == 2:
-            img = img[:, :, None]
-        if img.ndim != 3 or img.shape[2] not in (1, 2, 3, 4):
-            raise ValueError(f"expected an HxW or HxWxC image with 1-4 channels, got {img.shape}")
-        if img.shape[2] in (2, 4):
-            info["alpha"] = img[:, :, -1:]
-            img = img[:, :, :-1]
-        info["channels"] = img.shape[2]
-        img = as_channels(img, self.meta.in_channels)
-        return to_tensor(img), info
+        return prepare_array(img, self.meta.in_channels)
 
     def _finish(self, y: torch.Tensor, info: dict[str, Any]) -> np.ndarray:
         out = from_tensor(y, info["dtype"])

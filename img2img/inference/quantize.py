@@ -1,0 +1,420 @@
+"""``translate --precision int8``: the generator statically quantized by ONNX Runtime.
+
+The checkpoint is exported to ONNX (``onnx_export``, parity-checked against PyTorch), its
+activation ranges are calibrated on real inputs of the run, and ONNX Runtime's quantizer
+rewrites it in the QDQ format (``QuantizeLinear``/``DequantizeLinear`` around each
+convolution, which ONNX Runtime's x86 kernels run as int8 convolutions, with VNNI where the
+CPU has it): weights int8 per output channel, activations uint8 per tensor (min/max
+ranges), ``reduce_range`` off (VNNI's dot products do not saturate on full-range weights).
+
+Kept in float, because quantizing them cost the quality measured in :data:`FAMILIES`:
+
+- the output path: every node from the last convolution to the graph's output (the output
+  conv, Tanh, SRResNet's bicubic skip and the final Add);
+- for the ResNet generators, the whole decoder from the first upsampling layer on: the
+  transposed convolutions' outputs go into instance norm, which scales each channel to unit
+  variance, so a per-tensor 8-bit grid that is coarse for a weak channel becomes coarse
+  noise in it (a trained resnet_9blocks: 27.5 dB with them quantized, 40.5 dB without;
+  they are ~6% of its operations).
+
+Normalisation layers elsewhere keep uint8 tensors around them (ONNX Runtime computes them in
+float between a DequantizeLinear and a QuantizeLinear).
+
+Calibration inputs are made by the translator's own preparation (padding, value range,
+channel order) from the first ``count`` images of the run or of ``--calibrate DIR``: an
+image run whole gives one input; an image large enough to be tiled gives tiles spread over
+it (at most ``ceil(count / images)`` each, ``count`` in all). The quantized model is cached
+in the output folder (``OUTPUT/.img2img-cache/``), keyed by the checkpoint's SHA-256, the
+calibration inputs' SHA-256, the recipe and the onnxruntime version, so a rerun of the same
+command (to finish a folder, say) skips the export and the calibration.
+
+Architectures outside :data:`FAMILIES`, and families measured below
+:data:`QUALITY_BOUND_DB`, are refused with the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from img2img.checkpoint import CheckpointError, GeneratorMeta
+from img2img.data.io import ImageReadError, atomic_path, read_image
+from img2img.data.paths import OutsideError, check_inside, remove_stale_temps
+from img2img.errors import UsageError
+from img2img.inference import onnx_backend
+from img2img.inference.bundled import resolve_checkpoint
+from img2img.inference.loader import file_sha256, load_model
+from img2img.inference.onnx_backend import INT8_KEY
+from img2img.inference.tile_layout import TileOptions, axis_spans
+from img2img.inference.translator import Translator, network_input, prepare_array
+from img2img.runtime import INT8_PRECISION
+
+log = logging.getLogger(__name__)
+
+PRECISION = INT8_PRECISION
+DEFAULT_CALIBRATE_COUNT = 8
+CACHE_DIR = ".img2img-cache"  # below the output folder
+RECIPE = "qdq-u8s8-perchannel-minmax-v1"  # part of the cache key
+QUALITY_BOUND_DB = 38.0
+
+
+@dataclass(frozen=True)
+class Family:
+    """How int8 runs one family of generators, and what it gave against fp32: the worst
+    PSNR of int8 against fp32 outputs (uint8) over real photos, and what that was measured
+    on. A family below :data:`QUALITY_BOUND_DB` is refused with that figure."""
+
+    name: str
+    archs: tuple[str, ...]
+    float_decoder: bool  # keep everything from the first upsampling layer on in float
+    worst_psnr_db: float
+    measured_on: str
+    speedup: float  # int8 over PyTorch fp32 images/s, model only, as measured
+    speed_note: str = ""  # why int8 is not faster, when it is not
+
+
+# Measured with this module's recipe (onnxruntime 1.32, AMD EPYC Zen 5), calibrated on the
+# first 8 images, against the fp32 PyTorch outputs of the same images (uint8). No trained
+# ResNet or U-Net checkpoint was at hand: those two were trained for the measurement
+# (generator only, L1 to an OpenCV stylisation of 12 nature photos, 300 and 200 steps).
+# Speed: one 512x512 image (SRResNet: one 192-pixel tile), 2 threads, median of 5.
+FAMILIES: tuple[Family, ...] = (
+    Family("resnet", ("resnet", "resnet_6blocks", "resnet_9blocks"), True, 40.5,
+           "a trained resnet_9blocks, 12 nature photos at 512x512", 2.1),
+    Family("unet", ("unet", "unet_128", "unet_256"), False, 47.6,
+           "a trained unet_256 with batch norm, 12 nature photos at 512x512", 1.14,
+           "ONNX Runtime has no int8 ConvTranspose on the CPU: the decoder, 80% of the "
+           "time, stays float"),
+    Family("srresnet", ("srresnet",), False, 39.4,
+           "models/sr_x4_naip.safetensors tiled x4 on Set14, NAIP and photo images", 0.47,
+           "in ONNX Runtime its bicubic skip, pixel shuffles, PReLUs and float 9x9 output "
+           "conv take 90% of the time, where PyTorch runs them with the toolkit's CPU "
+           "kernels"),
+)
+
+
+def family_of(arch: str) -> Family | None:
+    """The :class:`Family` an architecture name belongs to, or None."""
+    return next((f for f in FAMILIES if arch in f.archs), None)
+
+
+def refusal(arch: str) -> str | None:
+    """Why ``--precision int8`` will not run ``arch`` (one line), or None when it does."""
+    family = family_of(arch)
+    if family is None:
+        known = ", ".join(a for f in FAMILIES if f.worst_psnr_db >= QUALITY_BOUND_DB
+                          for a in f.archs)
+        return (f"--precision int8: {arch} has not been measured against fp32 in int8 "
+                f"(measured: {known or 'none'}); use fp32 or bf16")
+    if family.worst_psnr_db < QUALITY_BOUND_DB:
+        return (f"--precision int8: refused for {arch}: int8 reached only "
+                f"{family.worst_psnr_db:.1f} dB PSNR against fp32 ({family.measured_on}; "
+                f"the bound is {QUALITY_BOUND_DB:.0f} dB); use fp32 or bf16")
+    return None
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+@dataclass
+class Calibration:
+    """The model inputs calibration runs on, where they came from, and their digest."""
+
+    inputs: list[np.ndarray] = field(default_factory=list)
+    images: list[Path] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+    def digest(self) -> str:
+        """SHA-256 over every input's shape and float32 bytes."""
+        h = hashlib.sha256()
+        for a in self.inputs:
+            h.update(repr(a.shape).encode())
+            h.update(a.tobytes())
+        return h.hexdigest()
+
+
+def _spread(n: int, k: int) -> list[int]:
+    """``k`` indices of ``range(n)`` evenly spread (all of them when ``k >= n``)."""
+    if k >= n:
+        return list(range(n))
+    return sorted({min(n - 1, int((i + 0.5) * n / k)) for i in range(k)})
+
+
+def calibration_inputs(meta: GeneratorMeta, min_size: int, images: Sequence[Path],
+                       count: int = DEFAULT_CALIBRATE_COUNT,
+                       tiling: TileOptions | None = None) -> Calibration:
+    """The network inputs of the first ``count`` readable ``images``, prepared as the
+    translator prepares them (whole, or tiles spread over an image the run would tile)."""
+    tiling = tiling or TileOptions()
+    found = Calibration()
+    per_image = max(1, math.ceil(count / max(1, min(count, len(images)))))
+    for path in images:
+        if len(found.images) >= count or len(found.inputs) >= count:
+            break
+        try:
+            tensor, _ = prepare_array(read_image(path), meta.in_channels)
+        except (ImageReadError, ValueError) as exc:
+            found.skipped.append((path, str(exc)))
+            continue
+        found.images.append(path)
+        quota = min(per_image, count - len(found.inputs))
+        for window in _windows(tensor, meta, min_size, tiling, quota):
+            x, _, _ = network_input(window[None], meta, min_size)
+            found.inputs.append(np.ascontiguousarray(x.numpy(), dtype=np.float32))
+    return found
+
+
+def _windows(t: torch.Tensor, meta: GeneratorMeta, min_size: int, tiling: TileOptions,
+             quota: int) -> Iterator[torch.Tensor]:
+    """The whole CHW image, or ``quota`` of the tile windows the run would cut from it."""
+    h, w = t.shape[-2:]
+    tile = tiling.tile_for(h, w, meta.scale)
+    if tile is None:
+        yield t
+        return
+    geometry = dict(scale=meta.scale, multiple=meta.size_multiple, min_size=min_size)
+    rows = axis_spans(h, tile, tiling.overlap, **geometry)
+    cols = axis_spans(w, tile, tiling.overlap, **geometry)
+    for i in _spread(len(rows) * len(cols), quota):
+        r, c = rows[i // len(cols)], cols[i % len(cols)]
+        yield t[:, r.start : r.stop, c.start : c.stop]
+
+
+# --------------------------------------------------------------------------- quantizing
+
+
+UPSAMPLING_OPS = ("ConvTranspose", "Resize", "DepthToSpace", "Upsample")
+
+
+def float_output_nodes(model: Any) -> list[str]:
+    """Names of the nodes on the way from the last convolution(s) to the graph's outputs,
+    those convolutions included."""
+    producer = {out: node for node in model.graph.node for out in node.output}
+    keep: list[str] = []
+    seen: set[str] = set()
+    todo = [o.name for o in model.graph.output]
+    while todo:
+        node = producer.get(todo.pop())
+        if node is None or node.name in seen:
+            continue
+        seen.add(node.name)
+        keep.append(node.name)
+        if node.op_type not in ("Conv", "ConvTranspose"):
+            todo.extend(node.input)
+    return keep
+
+
+def decoder_nodes(model: Any) -> list[str]:
+    """Names of the first upsampling node (in graph order) and of every node after it."""
+    first = next((n for n in model.graph.node if n.op_type in UPSAMPLING_OPS), None)
+    if first is None:
+        return []
+    consumers: dict[str, list[Any]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    keep: dict[str, None] = {}
+    todo = [first]
+    while todo:
+        node = todo.pop()
+        if node.name in keep:
+            continue
+        keep[node.name] = None
+        todo.extend(c for out in node.output for c in consumers.get(out, []))
+    return list(keep)
+
+
+def float_nodes(model: Any, family: Family) -> list[str]:
+    """The nodes the family's recipe keeps in float: the output path, and with
+    ``float_decoder`` the whole decoder."""
+    keep = dict.fromkeys(float_output_nodes(model))
+    if family.float_decoder:
+        keep.update(dict.fromkeys(decoder_nodes(model)))
+    return list(keep)
+
+
+class _Reader:
+    """ONNX Runtime's calibration data reader over recorded inputs."""
+
+    def __init__(self, name: str, inputs: list[np.ndarray]) -> None:
+        self.name, self._it = name, iter(inputs)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        x = next(self._it, None)
+        return None if x is None else {self.name: x}
+
+
+@contextmanager
+def _quiet_quantizer() -> Iterator[None]:
+    """ONNX Runtime's quantizer logs advice through the root logger ("consider
+    pre-processing", per-bias axis notes); none of it is the user's concern."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
+
+
+def quantize_onnx(fp32: Path, out: Path, calibration: Calibration, family: Family,
+                  metadata: dict[str, str]) -> list[str]:
+    """Write the int8 (QDQ) model of the fp32 ONNX file ``fp32`` to ``out`` (atomically),
+    calibrated on ``calibration``; return the nodes kept in float."""
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    model = onnx.load(str(fp32))
+    keep = float_nodes(model, family)
+    input_name = model.graph.input[0].name
+    with atomic_path(out) as tmp, _quiet_quantizer():
+        quantize_static(
+            model, str(tmp), _Reader(input_name, calibration.inputs),
+            quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=False,
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            nodes_to_exclude=keep, calibrate_method=CalibrationMethod.MinMax)
+        quantized = onnx.load(str(tmp))
+        del quantized.metadata_props[:]
+        for k, v in metadata.items():
+            entry = quantized.metadata_props.add()
+            entry.key, entry.value = k, v
+        onnx.save(quantized, str(tmp))
+    return keep
+
+
+# --------------------------------------------------------------------------- the translator
+
+
+def check_request(device: torch.device, dropout_at_test: bool = False, compile: bool = False,
+                  per_image_norm: bool = False) -> None:
+    """UsageError for what ``--precision int8`` cannot do: a non-CPU device, options that
+    change a PyTorch network; and when ONNX Runtime is missing (naming the extra)."""
+    if device.type != "cpu":
+        raise UsageError(f"--precision int8 runs on the CPU (ONNX Runtime's int8 kernels); "
+                         f"--device {device} would need fp16 or bf16 instead")
+    given = [flag for flag, on in (("--dropout-at-test", dropout_at_test),
+                                   ("--compile", compile),
+                                   ("--per-image-norm", per_image_norm)) if on]
+    if given:
+        raise UsageError(f"{given[0]}: does not apply to --precision int8 (the quantized "
+                         f"graph is fixed)")
+    for module in ("onnx", "onnxruntime"):
+        onnx_backend.require(module, "--precision int8")
+
+
+def _source(checkpoint: Path, key: str | None) -> tuple[GeneratorMeta, int, str]:
+    """The checkpoint's metadata, smallest input side and SHA-256 (UsageError for an
+    ``.onnx`` that cannot be quantized again)."""
+    if onnx_backend.is_onnx(checkpoint):
+        gen, meta = onnx_backend.load_onnx(checkpoint, "cpu")
+        md = dict(gen.session.get_modelmeta().custom_metadata_map)
+        if md.get(onnx_backend.FP16_KEY) == "1" or INT8_KEY in md:
+            raise UsageError(f"{checkpoint}: an fp16 or int8 .onnx cannot be quantized; "
+                             f"give the fp32 .onnx or the .safetensors")
+        min_size = gen.min_size
+    else:
+        onnx_backend.require("onnxscript", "--precision int8 (exporting to ONNX)")
+        model, meta = load_model(checkpoint, "cpu", key)
+        min_size = int(getattr(model, "min_size", 1))
+        del model
+    return meta, min_size, file_sha256(checkpoint)
+
+
+def int8_translator(checkpoint: str | os.PathLike, output: str | os.PathLike,
+                    calibrate_from: Sequence[Path], count: int = DEFAULT_CALIBRATE_COUNT,
+                    tiling: TileOptions | None = None, key: str | None = None,
+                    label: str = "") -> Translator:
+    """A translator running ``checkpoint`` in int8 (calibrated on the first ``count``
+    readable images of ``calibrate_from``), the quantized model cached below ``output``.
+
+    ``label`` names the calibration source in the log. Raises UsageError for a refused
+    family or unusable calibration images, CheckpointError for an unreadable checkpoint.
+    """
+    src, out = resolve_checkpoint(checkpoint), Path(output)
+    if not src.is_file():
+        raise CheckpointError(f"{src}: checkpoint file not found")
+    meta, min_size, sha = _source(src, key)
+    reason = refusal(meta.arch)
+    family = family_of(meta.arch)
+    if reason or family is None:
+        raise UsageError(reason or meta.arch)
+    if family.speedup < 1:
+        log.warning("--precision int8: %s measured %.2fx the speed of fp32 in int8 (%s); "
+                    "fp32 or bf16 is faster here", meta.arch, family.speedup,
+                    family.speed_note)
+    start = time.perf_counter()
+    calib = calibration_inputs(meta, min_size, calibrate_from, count, tiling)
+    for path, why in calib.skipped:
+        log.warning("int8 calibration: skipped %s (%s)", path, why)
+    if not calib.inputs:
+        raise UsageError(f"--precision int8: no readable calibration image among "
+                         f"{len(calibrate_from)} in {label or 'the run'}")
+    recipe = f"{RECIPE}; float decoder {family.float_decoder}"
+    digest = hashlib.sha256(f"{sha}|{key}|{calib.digest()}|{recipe}|"
+                            f"{_ort_version()}".encode()).hexdigest()
+    cache = out / CACHE_DIR
+    target = cache / f"{src.stem}.int8-{digest[:16]}.onnx"
+    try:  # before anything is written or cleaned there
+        check_inside(target, out)
+    except OutsideError as exc:
+        raise UsageError(f"--precision int8 caches its model in {cache}: {exc}") from None
+    described = (f"{len(calib.inputs)} input(s) from {len(calib.images)} image(s) of "
+                 f"{label or 'the run'}")
+    if target.is_file():
+        log.info("int8: reusing %s (calibrated earlier on %s)", target, described)
+    else:
+        if cache.is_dir():  # a killed earlier run's temp files
+            remove_stale_temps(cache)
+        export_s = _quantize_checkpoint(src, key, target, calib, meta, min_size, family,
+                                        f"{recipe}; calibrated on {described}")
+        exported = "" if onnx_backend.is_onnx(src) else f"exported in {export_s:.1f} s, "
+        log.info("int8: %scalibrated on %s and quantized in %.1f s; cached as %s", exported,
+                 described, time.perf_counter() - start - export_s, target)
+    gen, _ = onnx_backend.load_onnx(target, "cpu")
+    gen.architecture = f"{meta.arch} (ONNX Runtime int8)"
+    return Translator(gen, meta, torch.device("cpu"))  # type: ignore[arg-type]
+
+
+def _quantize_checkpoint(src: Path, key: str | None, target: Path, calib: Calibration,
+                         meta: GeneratorMeta, min_size: int, family: Family,
+                         note: str) -> float:
+    """Export ``src`` to fp32 ONNX beside ``target`` (unless it is one) and quantize it;
+    ``note`` goes into the file's metadata (:data:`INT8_KEY`). Returns the export's
+    seconds."""
+    metadata = {**meta.to_metadata(), onnx_backend.MIN_SIZE_KEY: str(min_size),
+                onnx_backend.FP16_KEY: "0", INT8_KEY: note}
+    if onnx_backend.is_onnx(src):
+        quantize_onnx(src, target, calib, family, metadata)
+        return 0.0
+    from img2img.inference.onnx_export import export_onnx
+
+    fp32 = target.with_name(target.stem + ".fp32.onnx")
+    try:
+        start = time.perf_counter()
+        export_onnx(src, fp32, key=key)
+        export_s = time.perf_counter() - start
+        quantize_onnx(fp32, target, calib, family, metadata)
+    finally:
+        fp32.unlink(missing_ok=True)
+    return export_s
+
+
+def _ort_version() -> str:
+    import onnxruntime
+
+    return str(onnxruntime.__version__)

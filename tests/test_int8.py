@@ -215,6 +215,27 @@ def test_a_tiled_image_calibrates_on_tiles_spread_over_it(runs: dict, tmp_path: 
 
 
 @needs_onnx
+def test_a_large_image_calibrates_on_a_crop_of_it(runs: dict, tmp_path: Path) -> None:
+    """An image the run translates whole (600x400 here) gives a CALIBRATION_CROP square of
+    itself, the same one on every run (the cache key depends on it)."""
+    run = runs["srresnet"]
+    meta = Translator.from_checkpoint(run["ckpt"], "cpu", "fp32").meta
+    path = tmp_path / "wide.png"
+    image = photo_like(400, 600, seed=5)
+    write_image(path, image)
+    side = quantize.CALIBRATION_CROP
+    first = quantize.calibration_inputs(meta, 1, [path], 1)
+    (x,) = first.inputs
+    assert x.shape == (1, 3, side, side)
+    net = image.astype(np.float32).transpose(2, 0, 1) / 127.5 - 1  # find where it was cut
+    hits = [(i, j) for i in range(400 - side + 1) for j in range(0, 600 - side + 1)
+            if abs(net[0, i, j] - x[0, 0, 0, 0]) < 1e-6
+            and np.allclose(net[:, i : i + side, j : j + side], x[0], atol=1e-6)]
+    assert hits, "the crop is a window of the image as the network sees it"
+    assert quantize.calibration_inputs(meta, 1, [path], 1).digest() == first.digest()
+
+
+@needs_onnx
 def test_a_rerun_reuses_the_cached_model(capsys: pytest.CaptureFixture[str], runs: dict,
                                          monkeypatch: pytest.MonkeyPatch,
                                          caplog: pytest.LogCaptureFixture) -> None:

@@ -22,8 +22,14 @@ float between a DequantizeLinear and a QuantizeLinear).
 
 Calibration inputs are made by the translator's own preparation (padding, value range,
 channel order) from the first ``count`` images of the run or of ``--calibrate DIR``: an
-image run whole gives one input; an image large enough to be tiled gives tiles spread over
-it (at most ``ceil(count / images)`` each, ``count`` in all). The quantized model is cached
+image run whole gives one window; an image large enough to be tiled gives tiles spread over
+it (at most ``ceil(count / images)`` each, ``count`` in all). Each window is cut to a
+:data:`CALIBRATION_CROP`-pixel square at a seeded position: the ranges of 8 such crops gave
+a better int8 model than 8 whole 512x512 photos (a trained resnet_9blocks on 12 photos:
+worst 42.0 / mean 44.1 dB against 40.6 / 41.0 dB; whole images' rare extremes widen the
+8-bit grid for every pixel) at a quarter of the calibration time (7.2 s against 20.7 s
+with export and quantization, Zen 5); 128-pixel crops were faster again but clipped
+(worst 38.0 dB). The quantized model is cached
 in the output folder (``OUTPUT/.img2img-cache/``), keyed by the checkpoint's SHA-256, the
 calibration inputs' SHA-256, the recipe and the onnxruntime version, so a rerun of the same
 command (to finish a folder, say) skips the export and the calibration.
@@ -65,7 +71,8 @@ log = logging.getLogger(__name__)
 PRECISION = INT8_PRECISION
 DEFAULT_CALIBRATE_COUNT = 8
 CACHE_DIR = ".img2img-cache"  # below the output folder
-RECIPE = "qdq-u8s8-perchannel-minmax-v1"  # part of the cache key
+RECIPE = "qdq-u8s8-perchannel-minmax-crop256-v2"  # part of the cache key
+CALIBRATION_CROP = 256  # side of the square cut from each calibration window
 QUALITY_BOUND_DB = 38.0
 
 
@@ -169,10 +176,27 @@ def calibration_inputs(meta: GeneratorMeta, min_size: int, images: Sequence[Path
             continue
         found.images.append(path)
         quota = min(per_image, count - len(found.inputs))
-        for window in _windows(tensor, meta, min_size, tiling, quota):
-            x, _, _ = network_input(window[None], meta, min_size)
+        for k, window in enumerate(_windows(tensor, meta, min_size, tiling, quota)):
+            seed = (len(found.images), k)
+            x, _, _ = network_input(_crop(window, meta, min_size, seed)[None], meta, min_size)
             found.inputs.append(np.ascontiguousarray(x.numpy(), dtype=np.float32))
     return found
+
+
+def _crop(t: torch.Tensor, meta: GeneratorMeta, min_size: int,
+          seed: tuple[int, int]) -> torch.Tensor:
+    """A :data:`CALIBRATION_CROP` square of the CHW window ``t`` (at least ``min_size``, a
+    multiple of the network's size multiple) at a position drawn from ``seed``; ``t``
+    itself when it is no larger."""
+    m = meta.size_multiple
+    side = -(-max(CALIBRATION_CROP, min_size) // m) * m
+    h, w = t.shape[-2:]
+    if h <= side and w <= side:
+        return t
+    rng = np.random.default_rng(list(seed))
+    i = int(rng.integers(0, max(0, h - side) + 1))
+    j = int(rng.integers(0, max(0, w - side) + 1))
+    return t[:, i : i + side, j : j + side]
 
 
 def _windows(t: torch.Tensor, meta: GeneratorMeta, min_size: int, tiling: TileOptions,

@@ -71,6 +71,7 @@ from img2img.data.paths import (
     outside_reason,
     real,
 )
+from img2img.data.placing import link_or_copy, remove_entry
 from img2img.data.resize import resize_short_side
 from img2img.data.scan import is_image_path
 from img2img.data.sources import Source, UsageError, read_labels, resolve_source
@@ -457,16 +458,7 @@ def _link(job: _Job, dst: Path) -> str:
     st = os.stat(job.source)
     if (st.st_size, st.st_mtime_ns) != (job.checked.size, job.checked.mtime_ns):
         raise BuildError(f"{job.source}: changed since it was checked; run again")
-    for method, make in (("hardlink", os.link), ("symlink", os.symlink)):
-        try:
-            with atomic_path(dst) as tmp:
-                tmp.unlink()
-                make(job.source, tmp)
-            return method
-        except OSError:
-            continue
-    _copy(job, dst)
-    return "copy"
+    return link_or_copy(job.source, dst, lambda: _copy(job, dst))
 
 
 def _write_one(job: _Job, staging: Path, opts: UnpairedOptions) -> str:
@@ -484,14 +476,6 @@ def _write_one(job: _Job, staging: Path, opts: UnpairedOptions) -> str:
     return "copy"
 
 
-def _remove(path: Path) -> None:
-    """Remove a file, a symlink (not its target) or a folder tree, if present."""
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    elif path.is_dir():
-        shutil.rmtree(path)
-
-
 def _write_all(
     jobs: list[_Job], out: Path, opts: UnpairedOptions, manifest: dict[str, Any],
     progress: Progress,
@@ -505,9 +489,9 @@ def _write_all(
             (staging / d).mkdir(parents=True)
         methods = _run_pool(lambda job: _write_one(job, staging, opts), jobs, opts.workers,
                             progress, "write")
-        _remove(out / MANIFEST)
+        remove_entry(out / MANIFEST)
         for d in SPLIT_DIRS:
-            _remove(out / d)
+            remove_entry(out / d)
             os.rename(staging / d, out / d)
         staging.rmdir()
     except BaseException:

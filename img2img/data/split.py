@@ -51,6 +51,7 @@ from typing import Any
 from img2img import __version__
 from img2img.data.io import atomic_path, atomic_write_bytes
 from img2img.data.paths import check_clear_of_inputs, check_output_folder, is_inside, outside_reason
+from img2img.data.placing import link_or_copy, remove_entry
 from img2img.data.scan import list_images
 from img2img.errors import UsageError
 
@@ -286,24 +287,9 @@ def _copy(src: Path, dst: Path) -> None:
 def _place(src: Path, dst: Path, mode: str) -> str:
     """Copy, or hard link / symlink / copy (the first that works); the method used."""
     if mode == "link":
-        for method, make in (("hardlink", os.link), ("symlink", os.symlink)):
-            try:
-                with atomic_path(dst) as tmp:
-                    tmp.unlink()
-                    make(os.path.realpath(src), tmp)
-                return method
-            except OSError:
-                continue
+        return link_or_copy(Path(os.path.realpath(src)), dst, lambda: _copy(src, dst))
     _copy(src, dst)
     return "copy"
-
-
-def _remove(path: Path) -> None:
-    """Remove a file, a symlink (not its target) or a folder tree, if present."""
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    elif path.is_dir():
-        shutil.rmtree(path)
 
 
 def _write(jobs: list[_Job], out: Path, layout: str, opts: SplitOptions,
@@ -324,7 +310,7 @@ def _write(jobs: list[_Job], out: Path, layout: str, opts: SplitOptions,
         with ThreadPoolExecutor(max_workers=opts.workers) as pool:
             methods = list(pool.map(one, jobs))
         for name in _replaced(layout):
-            _remove(out / name)
+            remove_entry(out / name)
         for name in sorted(p.name for p in staging.iterdir()):
             os.rename(staging / name, out / name)
         staging.rmdir()

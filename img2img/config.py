@@ -75,19 +75,3 @@ class TrainConfig:
 
 # The shared settings (every field of TrainConfig except the task's options).
 SHARED_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(TrainConfig) if f.name != "options")
-
-
-@dataclass
-class TranslateConfig:
-    """Options of ``tools/translate.py``."""
-
-    checkpoint: str = ""
-    input: str = ""
-    output: str = ""
-    batch_size: int | None = None  # None: runtime.default_batch_size(device)
-    device: str = "auto"
-    precision: str = "auto"
-    compile: bool = False
-    ext: str | None = None
-    overwrite: bool = False
-    quiet: bool = False

@@ -472,3 +472,19 @@ def test_split_write_failure_leaves_root_as_it_was(
     code, _, err = _split(capsys, "--input", tmp_path / "in", "--out", out, "--workers", "1")
     assert code == 1 and "No space left on device" in err and "left as it was" in err
     assert not out.exists()
+
+
+def test_translate_flags_are_the_folder_options_with_their_defaults() -> None:
+    """Every translate flag that configures the run is a FolderOptions field of the same
+    name and default (the Python API and the command line cannot drift apart)."""
+    from dataclasses import fields
+
+    from img2img.commands.translate import translate_parser
+    from img2img.inference.run import FolderOptions
+
+    ns = translate_parser().parse_args(["--checkpoint", "c", "--input", "i", "--output", "o"])
+    options = {f.name: f.default for f in fields(FolderOptions)}
+    assert set(options) - set(vars(ns)) == {"workers"}  # the API's reader threads
+    given = {"checkpoint": "c", "input": "i", "output": "o"}
+    assert {k: getattr(ns, k) for k in options if k != "workers"} == \
+        {k: given.get(k, v) for k, v in options.items() if k != "workers"}

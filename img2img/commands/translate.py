@@ -21,7 +21,6 @@ from img2img.commands.common import (
 )
 from img2img.commands.common import add_common as _common
 from img2img.commands.common import setup_logging as _setup_logging
-from img2img.config import TranslateConfig
 from img2img.options import non_negative_int, positive_float, positive_int
 
 if TYPE_CHECKING:  # torch is imported only when a command runs
@@ -130,7 +129,7 @@ def translate_parser() -> argparse.ArgumentParser:
                    metavar="N",
                    help="images to calibrate on (default %(default)s); a tiled image gives "
                         "tiles spread over it, N inputs at most in all")
-    _common(p, TranslateConfig().batch_size,
+    _common(p, None,  # inference.run.FolderOptions.batch_size: the device's default
             "images (or tiles) run together; default 1 on CPU, where larger batches are "
             "slower per image, and 4 on GPUs", int8=True)
     return p

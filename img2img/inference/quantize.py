@@ -14,8 +14,8 @@ Kept in float, because quantizing them cost the quality measured in :data:`FAMIL
 - for the ResNet generators, the whole decoder from the first upsampling layer on: the
   transposed convolutions' outputs go into instance norm, which scales each channel to unit
   variance, so a per-tensor 8-bit grid that is coarse for a weak channel becomes coarse
-  noise in it (a trained resnet_9blocks: 27.5 dB with them quantized, 40.5 dB without;
-  they are ~6% of its operations).
+  noise in it (a trained resnet_9blocks: 27.5 dB with them quantized, 40.5 dB without,
+  both with whole-image calibration; they are ~6% of its operations).
 
 Normalisation layers elsewhere keep uint8 tensors around them (ONNX Runtime computes them in
 float between a DequantizeLinear and a QuantizeLinear).
@@ -93,15 +93,16 @@ class Family:
 
 
 # Measured with this module's recipe (onnxruntime 1.32, AMD EPYC Zen 5), calibrated on the
-# first 8 images, against the fp32 PyTorch outputs of the same images (uint8). No trained
-# ResNet or U-Net checkpoint was at hand: those two were trained for the measurement
-# (generator only, L1 to an OpenCV stylisation of 12 nature photos, 300 and 200 steps).
-# Speed: one 512x512 image (SRResNet: one 192-pixel tile), 2 threads, median of 5.
+# first 8 of 12 nature photos at 512x512, against the fp32 PyTorch outputs of all 12 (uint8).
+# No trained ResNet or U-Net checkpoint was at hand: those two were trained for the
+# measurement (generator only, L1 to an OpenCV stylisation of the photos, 300 and 200 steps).
+# Speed: CPU time per image (SRResNet: per 192-pixel tile), 1 thread, cached model, against
+# PyTorch fp32 with the toolkit's CPU kernels.
 FAMILIES: tuple[Family, ...] = (
-    Family("resnet", ("resnet", "resnet_6blocks", "resnet_9blocks"), True, 40.5,
-           "a trained resnet_9blocks, 12 nature photos at 512x512", 2.1),
-    Family("unet", ("unet", "unet_128", "unet_256"), False, 47.6,
-           "a trained unet_256 with batch norm, 12 nature photos at 512x512", 1.14,
+    Family("resnet", ("resnet", "resnet_6blocks", "resnet_9blocks"), True, 42.8,
+           "a trained resnet_9blocks, 12 nature photos at 512x512", 2.36),
+    Family("unet", ("unet", "unet_128", "unet_256"), False, 47.8,
+           "a trained unet_256 with batch norm, 12 nature photos at 512x512", 1.22,
            "ONNX Runtime has no int8 ConvTranspose on the CPU: the decoder, 80% of the "
            "time, stays float"),
     Family("srresnet", ("srresnet",), False, 39.4,

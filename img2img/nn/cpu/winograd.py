@@ -75,9 +75,35 @@ def _untile(m: Tensor, n: int, th: int, tw: int, h: int, w: int) -> Tensor:
     """Products (36, K, N*th*tw) -> output (N, K, h, w)."""
     kout = _get(m)[2]
     k = m.shape[1]
-    y = (kout @ m.view(36, -1)).view(4, 4, k, n, th, tw).permute(3, 2, 4, 0, 5, 1)
+    y = batched_mm(kout[None], m.view(1, 36, -1))[0].view(4, 4, k, n, th, tw)
+    y = y.permute(3, 2, 4, 0, 5, 1)
     y = y.reshape(n, k, 4 * th, 4 * tw)
     return y[:, :, :h, :w] if (h, w) != (4 * th, 4 * tw) else y
+
+
+def _onednn_linear() -> object | None:
+    """oneDNN's matmul as ``linear(a, b) = a @ b.T`` (fp32, CPU), or None without oneDNN."""
+    if not torch.backends.mkldnn.is_available():
+        return None
+    return getattr(torch.ops.mkldnn, "_linear_pointwise", None)
+
+
+_LINEAR = _onednn_linear()
+
+
+def batched_mm(a: Tensor, b: Tensor) -> Tensor:
+    """``torch.bmm(a, b)`` for fp32 CPU tensors (B, M, C) and (B, C, N), by oneDNN.
+
+    MKL's sgemm, behind ``torch.bmm``, runs 256-bit code on AMD CPUs: on 1 Zen 5 core the
+    36 products of 256 channels by 256 tiles ran at 85 GFLOP/s, and at 180 as oneDNN
+    matmuls (its 512-bit kernels; Intel CPUs get AVX-512 from both). Each product is
+    ``linear(a[i], b[i].T)``, a transposed view that oneDNN reads as it is; elsewhere (no
+    oneDNN, another dtype or device) ``torch.bmm``. (The output transform, 16 x 36 by 36 x
+    a million, is one too: 3.5 -> 1.5 ms.)"""
+    if _LINEAR is None or a.device.type != "cpu" or a.dtype != torch.float32:
+        return torch.bmm(a, b)
+    bt = b.transpose(1, 2)
+    return torch.stack([_LINEAR(a[i], bt[i], None, "none", [], "") for i in range(a.shape[0])])
 
 
 def _tiles_of(x: Tensor) -> tuple[int, int, int, int]:
@@ -89,7 +115,7 @@ def _tiles_of(x: Tensor) -> tuple[int, int, int, int]:
 def _forward(x: Tensor, u: Tensor) -> Tensor:
     """Valid 3x3 correlation of x with the filters transformed into u, like ``F.conv2d``."""
     h, w, th, tw = _tiles_of(x)
-    return _untile(torch.bmm(u, _input_tiles(x, th, tw)), x.shape[0], th, tw, h, w)
+    return _untile(batched_mm(u, _input_tiles(x, th, tw)), x.shape[0], th, tw, h, w)
 
 
 class _Winograd3x3(torch.autograd.Function):
@@ -103,7 +129,7 @@ class _Winograd3x3(torch.autograd.Function):
         # instead of x: recomputing it would cost a fifth of the backward pass.
         ctx.save_for_backward(weight, v if ctx.needs_input_grad[1] else None)
         ctx.in_shape = x.shape
-        return _untile(torch.bmm(u, v), x.shape[0], th, tw, h, w)
+        return _untile(batched_mm(u, v), x.shape[0], th, tw, h, w)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
@@ -120,7 +146,7 @@ class _Winograd3x3(torch.autograd.Function):
             g = F.pad(grad, (0, 4 * tw - w, 0, 4 * th - h)) if (h % 4 or w % 4) else grad
             g = g.view(n, k, th, 4, tw, 4).permute(3, 5, 1, 0, 2, 4).reshape(16, -1)
             gm = (_get(grad)[2].t() @ g).view(36, k, n * th * tw)
-            gu = torch.bmm(gm, v.transpose(1, 2))  # (36, K, C)
+            gu = batched_mm(gm, v.transpose(1, 2))  # (36, K, C)
             c = ctx.in_shape[1]
             grad_w = (_get(grad)[1].t() @ gu.view(36, k * c)).t().reshape(k, c, 3, 3)
         return grad_x, grad_w

@@ -5,18 +5,19 @@ only way to make the residual blocks (83% of a CycleGAN step's FLOPs) faster in 
 to do fewer multiplications. F(4x4, 3x3) computes each 4x4 output tile from a 6x6 input
 tile with 36 multiplications per channel pair instead of 144: the input and the filter
 are transformed (``B^T d B``, ``G g G^T``), multiplied position by position -- 36 matrix
-products over the channels, done as one ``bmm`` -- and transformed back (``A^T m A``),
-using the matrices of Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks"
-(2016). The backward pass stays in the transformed domain too: the input gradient is the
-same algorithm applied to the padded output gradient with the flipped, transposed filter,
-and the filter gradient is a ``bmm`` of transformed tensors.
+products over the channels, done as oneDNN matmuls (:func:`batched_mm`) -- and transformed
+back (``A^T m A``), using the matrices of Lavin & Gray, "Fast Algorithms for Convolutional
+Neural Networks" (2016). The backward pass stays in the transformed domain too: the input
+gradient is the same algorithm applied to the padded output gradient with the flipped,
+transposed filter, and the filter gradient is a batched product of transformed tensors.
 
-The layer is an ``nn.Conv2d`` (same parameters, same state dict; ``img2img.nn.cpu.optimize``
-turns a built network's residual-block convs into it in place) that uses this path only
-where it measured faster (``use_winograd``): fp32 tensors on the CPU, no autocast, not
-under ``torch.compile``, stride 1, no dilation or groups, and at least ``MIN_CHANNELS``
-channels in and out. Results differ from direct convolution by float rounding (relative
-error ~1e-5 of the output's range); everywhere else it is ``nn.Conv2d``.
+The layer is an ``nn.Conv2d`` (same parameters, same state dict;
+``img2img.nn.cpu.optimize`` turns a built network's residual-block convs into it in place)
+that uses this path only where it measured faster (``use_winograd``): fp32 tensors on the
+CPU, no autocast, not under ``torch.compile``, stride 1, no dilation or groups, at least
+``MIN_CHANNELS`` channels in and out, and in training at least ``MIN_TRAIN_PIXELS`` output
+pixels. Results differ from direct convolution by float rounding (relative error ~1e-5 of
+the output's range); everywhere else it is ``nn.Conv2d``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 MIN_CHANNELS = 128
+# Output pixels from which a training pass (forward + backward) takes the Winograd path.
+# Its cost has a part that does not shrink with the image (transforming, stacking and
+# transforming back 36 x C x K filter values three times); 256 -> 256 channels, fp32, 1 Zen
+# 5 core, ms per forward + backward, direct vs Winograd: 16x16 8.7 vs 21.5, 32x32 21.4 vs
+# 23.8, 40x40 33.2 vs 33.1, 48x48 46.5 vs 35.1, 64x64 87.6 vs 62.0. Inference (no gradient)
+# keeps Winograd at every size.
+MIN_TRAIN_PIXELS = 2048
 
 _BT = [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
        [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]]
@@ -162,7 +170,18 @@ def use_winograd(x: Tensor, conv: nn.Conv2d) -> bool:
         and conv.groups == 1 and conv.padding_mode == "zeros" and isinstance(conv.padding, tuple)
         and min(conv.in_channels, conv.out_channels) >= MIN_CHANNELS
         and not torch.is_autocast_enabled(kind) and not torch.compiler.is_compiling()
+        and (_out_pixels(x, conv) >= MIN_TRAIN_PIXELS or not _trains(x, conv))
     )
+
+
+def _out_pixels(x: Tensor, conv: nn.Conv2d) -> int:
+    (ph, pw), (h, w) = conv.padding, x.shape[-2:]
+    return (h + 2 * ph - 2) * (w + 2 * pw - 2)
+
+
+def _trains(x: Tensor, conv: nn.Conv2d) -> bool:
+    """Whether the call records a backward pass."""
+    return torch.is_grad_enabled() and (x.requires_grad or conv.weight.requires_grad)
 
 
 def fits(conv: nn.Module) -> bool:

@@ -143,7 +143,7 @@ def test_cut_rows_beside_cyclegan_do_less_work(bench: ModuleType, tmp_path: Path
                                  "1", "--warmup", "0"])
     assert code == 0, capsys.readouterr().err[-3000:]
     steps = {r["task"]: r for r in json.loads(out.read_text())["train"]}
-    assert set(steps) == {"cyclegan", "cut", "fastcut"}
+    assert set(steps) == {"cyclegan", "cyclegan reference-style", "cut", "fastcut"}
     assert "PatchNCE" in steps["cut"]["config"] and "no identity" in steps["fastcut"]["config"]
     assert "train fastcut" in capsys.readouterr().out
 

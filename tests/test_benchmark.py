@@ -48,10 +48,15 @@ def test_quick_ceiling_train_translate(bench: ModuleType, tmp_path: Path,
 
     # the ceiling is measured with train, first
     assert report["ceiling"]["fp32"]["gflops"] > 0
-    (step,) = report["train"]
+    step, ref = report["train"]
     assert step["task"] == "cyclegan" and step["precision"] == "fp32"
     assert step["gflop_per_step"] > 0 and step["step_s"] > 0
     assert 0 < step["ceiling_fraction"]
+    # the reference-style step, timed right after, and the ratio
+    assert ref["task"] == "cyclegan reference-style" and ref["step_s"] > 0
+    assert step["vs_reference"] == ref["ours_vs_reference"] == pytest.approx(
+        step["step_s"] / ref["step_s"])
+    assert step["vs_reference_flops"] == pytest.approx(1, abs=0.03)
 
     tr = report["translate"]
     assert tr["images"] == 4 and tr["baseline"]["images_per_s"] > 0
@@ -63,7 +68,8 @@ def test_quick_ceiling_train_translate(bench: ModuleType, tmp_path: Path,
 
     names = [r["name"] for r in report["rows"]]
     assert names[0] == "ceiling conv3x3"
-    assert {"train cyclegan", "translate baseline loop", "translate folder",
+    assert {"train cyclegan", "train cyclegan reference-style",
+            "train cyclegan / reference-style", "translate baseline loop", "translate folder",
             "translate model-only"} <= set(names)
     # the table: a header, then one line per row
     lines = stdout.splitlines()
@@ -137,7 +143,7 @@ def test_cut_rows_beside_cyclegan_do_less_work(bench: ModuleType, tmp_path: Path
                                  "1", "--warmup", "0"])
     assert code == 0, capsys.readouterr().err[-3000:]
     steps = {r["task"]: r for r in json.loads(out.read_text())["train"]}
-    assert set(steps) == {"cyclegan", "cut", "fastcut"}
+    assert set(steps) == {"cyclegan", "cyclegan reference-style", "cut", "fastcut"}
     assert "PatchNCE" in steps["cut"]["config"] and "no identity" in steps["fastcut"]["config"]
     assert "train fastcut" in capsys.readouterr().out
 
@@ -197,3 +203,38 @@ def test_int8_rows_beside_fp32(bench: ModuleType, tmp_path: Path,
             ("sr x4 tiled", "int8"), ("sr x4 tiled PSNR vs fp32", "int8")} <= rows
     assert not any(r["precision"] == "int8" for r in report["rows"]
                    if r["name"].startswith(("ceiling", "train")))
+
+
+def test_reference_style_cyclegan_step_trains_every_parameter_of_the_same_networks() -> None:
+    """The yardstick of the train rows: the reference implementation's step in plain
+    PyTorch, at tiny size, moves every weight of nets shaped like the toolkit's."""
+    from img2img.bench.reference_cyclegan import ReferenceCycleGAN
+    from img2img.nn import build_discriminator, build_generator
+
+    ref = ReferenceCycleGAN(ngf=8, ndf=8)
+    numel = [sum(p.numel() for p in net.parameters()) for net in ref.nets()]
+    ours = [build_generator("resnet_9blocks", ngf=8), build_discriminator("patchgan", ndf=8)]
+    assert numel == [sum(p.numel() for p in n.parameters()) for n in ours for _ in (0, 1)]
+    before = [p.detach().clone() for net in ref.nets() for p in net.parameters()]
+    gen = torch.Generator().manual_seed(0)
+    a, b = (torch.rand(1, 3, 32, 32, generator=gen) * 2 - 1 for _ in range(2))
+    losses = ref.step(a, b)
+    assert set(losses) == {"G", "D_A", "D_B"} and all(v > 0 for v in losses.values())
+    after = [p.detach() for net in ref.nets() for p in net.parameters()]
+    assert all(not torch.equal(x, y) for x, y in zip(before, after, strict=True))
+    assert all(p.requires_grad for net in ref.nets() for p in net.parameters())
+
+
+def test_reference_style_step_does_the_work_of_ours() -> None:
+    """Same FLOPs (convs and matmuls, forward + backward) as the toolkit's CycleGAN step,
+    so "x the reference" compares implementations, not amounts of work."""
+    from img2img.bench.reference_cyclegan import ReferenceCycleGAN
+    from img2img.bench.train import build, count_flops, make_batch, reference_flops, specs
+
+    cpu = torch.device("cpu")
+    (spec,) = specs("cyclegan", quick=True, size=32)
+    assert spec.a_shape == (1, 3, 32, 32) and "32x32" in spec.describe
+    batch = make_batch(spec, cpu)
+    ours = count_flops(build(spec, cpu, "fp32"), batch)
+    ref = reference_flops(ReferenceCycleGAN(ngf=16, ndf=16), batch)
+    assert ours == pytest.approx(ref, rel=0.01)

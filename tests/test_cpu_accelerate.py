@@ -43,8 +43,10 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture
 def winograd_at_any_width(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Winograd on the tiny test widths too (it measured faster from 128 channels)."""
+    """Winograd on the tiny test widths and sizes too (it measured faster from 128
+    channels, and in training from MIN_TRAIN_PIXELS output pixels)."""
     monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
+    monkeypatch.setattr(winograd, "MIN_TRAIN_PIXELS", 0)
 
 
 def _pair(arch: str, kwargs: dict) -> tuple[torch.nn.Module, torch.nn.Module]:

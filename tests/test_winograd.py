@@ -13,6 +13,13 @@ from img2img.nn.cpu.winograd import Conv3x3, use_winograd
 from img2img.nn.resnet import ResidualBlock, resnet_9blocks
 
 C = winograd.MIN_CHANNELS
+TRAIN_PIXELS = winograd.MIN_TRAIN_PIXELS
+
+
+@pytest.fixture(autouse=True)
+def winograd_at_any_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The algorithm is tested at small odd sizes; training uses it from MIN_TRAIN_PIXELS."""
+    monkeypatch.setattr(winograd, "MIN_TRAIN_PIXELS", 0)
 
 
 def _close(a: torch.Tensor, b: torch.Tensor, rel: float = 2e-5) -> None:
@@ -112,3 +119,33 @@ def test_residual_block_and_generator_agree_with_direct_convolution():
         with direct(gen):
             slow = gen(img)
     assert (fast - slow).abs().max().item() < 1e-4
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_batched_products_match_bmm_in_double_precision(transposed):
+    """The 36 products go through oneDNN's matmul in fp32 (with ``b`` a transposed view
+    where the filter gradient gives one); they equal ``bmm`` in float64 up to fp32
+    rounding."""
+    torch.manual_seed(0)
+    a = torch.randn(36, 20, 33)
+    b = torch.randn(36, 17, 33).transpose(1, 2) if transposed else torch.randn(36, 33, 17)
+    got = winograd.batched_mm(a, b)
+    want = torch.bmm(a.double(), b.double())
+    assert got.dtype == torch.float32 and got.shape == (36, 20, 17)
+    _close(got.double(), want, rel=1e-6)
+    assert torch.equal(winograd.batched_mm(a.double(), b.double()), want)  # no oneDNN: bmm
+
+
+def test_training_takes_the_direct_path_below_the_size_where_winograd_wins(monkeypatch):
+    """Training (a backward to come) at 32x32 outputs runs PyTorch's direct convolution,
+    from 48x48 Winograd; inference keeps Winograd at any size."""
+    monkeypatch.setattr(winograd, "MIN_TRAIN_PIXELS", TRAIN_PIXELS)
+    conv = Conv3x3(C, C, padding=1, bias=False)
+    small, large = torch.randn(1, C, 32, 32), torch.randn(1, C, 48, 48)
+    assert not use_winograd(small, conv) and use_winograd(large, conv)
+    assert not use_winograd(large[..., :32, :32].requires_grad_(), conv.requires_grad_(False))
+    with torch.no_grad():
+        assert use_winograd(small, conv.requires_grad_(True))
+    y = conv(small)
+    assert type(y.grad_fn).__name__ == "ConvolutionBackward0"
+    assert type(conv(large).grad_fn).__name__.startswith("_Winograd3x3")

@@ -7,10 +7,17 @@ it counts convolutions and matrix products only, which is what the ceiling measu
 are counted with PyTorch's direct convolutions (``img2img.nn.cpu.direct``): where fp32 3x3 convs
 run as Winograd (``img2img.nn.cpu.winograd``), the step does fewer multiplications than it is
 credited with.
+
+Beside the toolkit's CycleGAN step, fp32 also times the same step written as the reference
+implementation takes it, in plain PyTorch (:mod:`img2img.bench.reference_cyclegan`), in the
+same process and so with the same allocator setting: the row ``train cyclegan
+reference-style`` and the ratio ours / reference. Both steps' FLOPs are counted the same
+way and reported side by side.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from functools import partial
 from typing import Any
@@ -19,6 +26,8 @@ import torch
 
 from img2img.bench.ceiling import recheck
 from img2img.bench.common import Row, log, median, synchronizer, time_calls
+from img2img.bench.layer_profile import profile_by_layer
+from img2img.bench.reference_cyclegan import ReferenceCycleGAN
 from img2img.nn.cpu import direct
 from img2img.tasks import TASKS as REGISTERED
 from img2img.tasks import make_config, task_class
@@ -27,12 +36,26 @@ from img2img.tasks.base import BenchSpec
 TASKS = tuple(REGISTERED)
 
 
-def specs(task: str, quick: bool) -> list[BenchSpec]:
+def specs(task: str, quick: bool, size: int | None = None) -> list[BenchSpec]:
     """The published configuration(s) of ``task`` (or their tiny ``quick`` versions), as
-    the task gives them."""
+    the task gives them; with ``size``, square crops of that size instead where both
+    inputs are the crop (the image translation tasks; SR is left as it is)."""
     if task not in REGISTERED:
         raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
-    return task_class(task).benchmark_specs(quick)
+    return [resized(s, size) for s in task_class(task).benchmark_specs(quick)]
+
+
+def resized(spec: BenchSpec, size: int | None) -> BenchSpec:
+    """``spec`` at ``size`` x ``size`` crops, if its inputs are its square crop; else as is."""
+    crop = spec.settings.get("crop_size")
+    if size is None or crop is None or size == crop:
+        return spec
+    if any(tuple(shape[-2:]) != (crop, crop) for shape in (spec.a_shape, spec.b_shape)):
+        return spec
+    return dataclasses.replace(
+        spec, settings={**spec.settings, "crop_size": size},
+        a_shape=(*spec.a_shape[:-2], size, size), b_shape=(*spec.b_shape[:-2], size, size),
+        describe=spec.describe.replace(f"{crop}x{crop}", f"{size}x{size}"))
 
 
 def build(spec: BenchSpec, device: torch.device, precision: str, compiled: bool = False) -> Any:
@@ -82,6 +105,55 @@ def profile_step(task: Any, batch: dict[str, torch.Tensor], top: int = 10) -> li
              "share": e.self_cpu_time_total / total} for e in events[:top]]
 
 
+def layer_profile(task: Any, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """One step's operator time by kind of layer (:mod:`img2img.bench.layer_profile`); the
+    networks named ``G*`` are the generators, ``D*`` the discriminators."""
+    nets = task.nets
+    return profile_by_layer(partial(task.train_step, batch),
+                            [n for k, n in nets.items() if k.startswith("G")],
+                            [n for k, n in nets.items() if k.startswith("D")])
+
+
+def reference_flops(ref: ReferenceCycleGAN, batch: dict[str, torch.Tensor]) -> int:
+    """FLOPs of one reference-style step, counted as :func:`count_flops` counts ours."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        ref.step(batch["A"], batch["B"])
+    return int(counter.get_total_flops())
+
+
+def _reference(spec: BenchSpec, device: torch.device, repeats: int, warmup: int,
+               ours: dict[str, Any], profile: bool) -> tuple[list[Row], dict[str, Any]]:
+    """Time the reference-style CycleGAN step of ``spec``'s size and widths (fp32) and
+    compare it with ``ours`` (our step's result, which gets ``vs_reference``)."""
+    ref = ReferenceCycleGAN(ngf=spec.settings.get("ngf", 64), ndf=spec.settings.get("ndf", 64),
+                            device=device)
+    batch = make_batch(spec, device)
+    flops = reference_flops(ref, batch)  # untimed, and a warm-up
+    times = time_calls(partial(ref.step, batch["A"], batch["B"]), repeats, warmup,
+                       synchronizer(device))
+    step, gflop = median(times), flops / 1e9
+    ratio, flop_ratio = ours["step_s"] / step, ours["gflop_per_step"] / gflop
+    res = {"task": f"{spec.label} reference-style", "precision": "fp32", "compiled": False,
+           "config": spec.describe, "step_s": step, "step_times_s": times,
+           "gflop_per_step": gflop, "gflops": gflop / step,
+           "ours_vs_reference": ratio, "ours_vs_reference_flops": flop_ratio}
+    ours["vs_reference"] = ratio
+    ours["vs_reference_flops"] = flop_ratio
+    if profile:
+        res["profile_by_layer"] = profile_by_layer(
+            partial(ref.step, batch["A"], batch["B"]), [ref.g_a, ref.g_b], [ref.d_a, ref.d_b])
+    name = f"train {spec.label} reference-style"
+    rows = [Row(name, "fp32", step, "s/step",
+                f"median of {len(times)}; {gflop:.1f} GFLOP/step; the reference "
+                f"implementation's step in plain PyTorch, same process and allocator setting"),
+            Row(f"train {spec.label} / reference-style", "fp32", ratio, "x",
+                f"our step / the reference-style step (FLOPs: ours / reference = "
+                f"{flop_ratio:.3f})")]
+    return rows, res
+
+
 def _measure(spec: BenchSpec, device: torch.device, precision: str, repeats: int, warmup: int,
              flops: dict[str, int], profile: bool, compiled: bool) -> dict[str, Any]:
     """Time one configuration; counts its FLOPs first unless ``flops`` has them already.
@@ -106,19 +178,22 @@ def _measure(spec: BenchSpec, device: torch.device, precision: str, repeats: int
            "gflops": gflop / step, "notes": spec.notes}
     if profile:
         res["profile_top_self_cpu"] = profile_step(task, batch)
+        res["profile_by_layer"] = layer_profile(task, batch)
     return res
 
 
 def train_steps(tasks: list[str], device: torch.device, precisions: list[str], quick: bool,
                 repeats: int, warmup: int, ceilings: dict[str, Any],
-                profile: bool = False, compile_modes: tuple[bool, ...] = (False,)
-                ) -> tuple[list[Row], list[dict[str, Any]]]:
-    """Rows and per-(task, precision[, compiled]) results. The FLOP-counting step runs first
-    and is not timed (it warms up too); FLOPs are counted once per configuration."""
+                profile: bool = False, compile_modes: tuple[bool, ...] = (False,),
+                size: int | None = None) -> tuple[list[Row], list[dict[str, Any]]]:
+    """Rows and per-(task, precision[, compiled]) results, at ``size`` x ``size`` crops if
+    given (:func:`specs`). The FLOP-counting step runs first and is not timed (it warms up
+    too); FLOPs are counted once per configuration. CycleGAN in fp32 (not compiled) is
+    followed by the reference-style step (:func:`_reference`)."""
     rows: list[Row] = []
     results: list[dict[str, Any]] = []
     flops: dict[str, int] = {}
-    for spec in [s for t in tasks for s in specs(t, quick)]:
+    for spec in [s for t in tasks for s in specs(t, quick, size)]:
         for p, compiled in [(p, c) for p in precisions for c in compile_modes]:
             name = label(p, compiled)
             log(f"train {spec.label} {name} ...")
@@ -145,4 +220,16 @@ def train_steps(tasks: list[str], device: torch.device, precisions: list[str], q
                 share = (f"{100 * fraction:.0f}% of the {p} conv ceiling (the conv measured "
                          f"{res['ceiling_after_gflops']:.0f} GFLOP/s right after)")
             rows.append(Row(f"train {spec.label}", name, res["gflops"], "GFLOP/s", share))
+            if spec.label == "cyclegan" and p == "fp32" and not compiled:
+                log(f"train {spec.label} reference-style fp32 ...")
+                try:
+                    got, ref = _reference(spec, device, repeats, warmup, res, profile)
+                except Exception as exc:  # noqa: BLE001 - our own rows stand
+                    log(f"train {spec.label} reference-style: FAILED: {exc}")
+                    got = [Row(f"train {spec.label} reference-style FAILED", "fp32", None, "",
+                               str(exc)[:300])]
+                    ref = {"task": f"{spec.label} reference-style", "precision": "fp32",
+                           "error": f"{type(exc).__name__}: {exc}"}
+                rows += got
+                results.append(ref)
     return rows, results

@@ -91,6 +91,9 @@ def benchmark_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help="CI-sized inputs: 64x64 train crops, ngf 16, 8 images of 128x128, "
                         "SR of 256x256 with tile 64")
+    p.add_argument("--train-size", type=positive_int,
+                   help="square crop of the train steps (default: each task's published "
+                        "one, 256 for CycleGAN; SR keeps its own)")
     p.add_argument("--repeats", type=positive_int, default=3,
                    help="timed steps (median; default 3)")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps first (default 1)")
@@ -122,7 +125,7 @@ def benchmark_parser() -> argparse.ArgumentParser:
                         "(rows marked +compile; compiling takes a minute or more each)")
     p.add_argument("--profile", action="store_true",
                    help="also profile one step per train configuration (top 10 ops by self "
-                        "CPU time, in the JSON and printed)")
+                        "CPU time, and the time by kind of layer; in the JSON and printed)")
     add_debug(p)
     return p
 
@@ -168,7 +171,7 @@ def run(ns: argparse.Namespace, device: torch.device, precisions: list[str], wor
             elif name == "train":
                 got, out[name] = train_steps(ns.tasks, device, torch_precisions, ns.quick,
                                              ns.repeats, ns.warmup, out.get("ceiling", {}),
-                                             ns.profile, modes)
+                                             ns.profile, modes, ns.train_size)
             elif name == "translate":
                 got, out[name] = translation(device, precisions, ns.quick, work,
                                              batch_size, ns.num_images, ns.images,
@@ -191,6 +194,8 @@ def run(ns: argparse.Namespace, device: torch.device, precisions: list[str], wor
 
 
 def _profiles(train: list[dict[str, Any]]) -> str:
+    from img2img.bench.layer_profile import format_groups
+
     lines = []
     for res in train:
         if "profile_top_self_cpu" in res:
@@ -198,6 +203,10 @@ def _profiles(train: list[dict[str, Any]]) -> str:
                          f"(top ops by self CPU time):")
             lines += [f"  {e['op']:<44} {e['self_cpu_s']:8.3f} s {100 * e['share']:5.1f}%  "
                       f"{e['calls']} calls" for e in res["profile_top_self_cpu"]]
+        if "profile_by_layer" in res:
+            lines.append("\n" + format_groups(res["profile_by_layer"],
+                                              f"one {res['task']} {res['precision']} step "
+                                              f"by kind of layer"))
     return "\n".join(lines)
 
 

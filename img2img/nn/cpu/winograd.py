@@ -5,18 +5,19 @@ only way to make the residual blocks (83% of a CycleGAN step's FLOPs) faster in 
 to do fewer multiplications. F(4x4, 3x3) computes each 4x4 output tile from a 6x6 input
 tile with 36 multiplications per channel pair instead of 144: the input and the filter
 are transformed (``B^T d B``, ``G g G^T``), multiplied position by position -- 36 matrix
-products over the channels, done as one ``bmm`` -- and transformed back (``A^T m A``),
-using the matrices of Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks"
-(2016). The backward pass stays in the transformed domain too: the input gradient is the
-same algorithm applied to the padded output gradient with the flipped, transposed filter,
-and the filter gradient is a ``bmm`` of transformed tensors.
+products over the channels, done as oneDNN matmuls (:func:`batched_mm`) -- and transformed
+back (``A^T m A``), using the matrices of Lavin & Gray, "Fast Algorithms for Convolutional
+Neural Networks" (2016). The backward pass stays in the transformed domain too: the input
+gradient is the same algorithm applied to the padded output gradient with the flipped,
+transposed filter, and the filter gradient is a batched product of transformed tensors.
 
-The layer is an ``nn.Conv2d`` (same parameters, same state dict; ``img2img.nn.cpu.optimize``
-turns a built network's residual-block convs into it in place) that uses this path only
-where it measured faster (``use_winograd``): fp32 tensors on the CPU, no autocast, not
-under ``torch.compile``, stride 1, no dilation or groups, and at least ``MIN_CHANNELS``
-channels in and out. Results differ from direct convolution by float rounding (relative
-error ~1e-5 of the output's range); everywhere else it is ``nn.Conv2d``.
+The layer is an ``nn.Conv2d`` (same parameters, same state dict;
+``img2img.nn.cpu.optimize`` turns a built network's residual-block convs into it in place)
+that uses this path only where it measured faster (``use_winograd``): fp32 tensors on the
+CPU, no autocast, not under ``torch.compile``, stride 1, no dilation or groups, at least
+``MIN_CHANNELS`` channels in and out, and in training at least ``MIN_TRAIN_PIXELS`` output
+pixels. Results differ from direct convolution by float rounding (relative error ~1e-5 of
+the output's range); everywhere else it is ``nn.Conv2d``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 MIN_CHANNELS = 128
+# Output pixels from which a training pass (forward + backward) takes the Winograd path.
+# Its cost has a part that does not shrink with the image (transforming, stacking and
+# transforming back 36 x C x K filter values three times); 256 -> 256 channels, fp32, 1 Zen
+# 5 core, ms per forward + backward, direct vs Winograd: 16x16 8.7 vs 21.5, 32x32 21.4 vs
+# 23.8, 40x40 33.2 vs 33.1, 48x48 46.5 vs 35.1, 64x64 87.6 vs 62.0. Inference (no gradient)
+# keeps Winograd at every size.
+MIN_TRAIN_PIXELS = 2048
 
 _BT = [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
        [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]]
@@ -75,9 +83,47 @@ def _untile(m: Tensor, n: int, th: int, tw: int, h: int, w: int) -> Tensor:
     """Products (36, K, N*th*tw) -> output (N, K, h, w)."""
     kout = _get(m)[2]
     k = m.shape[1]
-    y = (kout @ m.view(36, -1)).view(4, 4, k, n, th, tw).permute(3, 2, 4, 0, 5, 1)
+    y = batched_mm(kout[None], m.view(1, 36, -1))[0].view(4, 4, k, n, th, tw)
+    y = y.permute(3, 2, 4, 0, 5, 1)
     y = y.reshape(n, k, 4 * th, 4 * tw)
     return y[:, :, :h, :w] if (h, w) != (4 * th, 4 * tw) else y
+
+
+def _onednn_linear() -> object | None:
+    """oneDNN's matmul as ``linear(a, b) = a @ b.T`` (fp32, CPU), or None where this torch
+    build has no such op or it does not compute that (a private op: checked once against
+    ``torch.mm`` on a small product, so a changed signature falls back to ``torch.bmm``)."""
+    if not torch.backends.mkldnn.is_available():
+        return None
+    op = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
+    if op is None:
+        return None
+    a = torch.arange(12, dtype=torch.float32).view(3, 4) / 7
+    b = torch.arange(20, dtype=torch.float32).view(5, 4) / 11
+    try:
+        with torch.no_grad():
+            ok = torch.allclose(op(a, b, None, "none", [], ""), a @ b.t(), atol=1e-5)
+    except (RuntimeError, TypeError):
+        return None
+    return op if ok else None
+
+
+_LINEAR = _onednn_linear()
+
+
+def batched_mm(a: Tensor, b: Tensor) -> Tensor:
+    """``torch.bmm(a, b)`` for fp32 CPU tensors (B, M, C) and (B, C, N), by oneDNN.
+
+    MKL's sgemm, behind ``torch.bmm``, runs 256-bit code on AMD CPUs: on 1 Zen 5 core the
+    36 products of 256 channels by 256 tiles ran at 85 GFLOP/s, and at 180 as oneDNN
+    matmuls (its 512-bit kernels; Intel CPUs get AVX-512 from both). Each product is
+    ``linear(a[i], b[i].T)``, a transposed view that oneDNN reads as it is; elsewhere (no
+    oneDNN, another dtype or device) ``torch.bmm``. (The output transform, 16 x 36 by 36 x
+    a million, is one too: 3.5 -> 1.5 ms.)"""
+    if _LINEAR is None or a.device.type != "cpu" or a.dtype != torch.float32:
+        return torch.bmm(a, b)
+    bt = b.transpose(1, 2)
+    return torch.stack([_LINEAR(a[i], bt[i], None, "none", [], "") for i in range(a.shape[0])])
 
 
 def _tiles_of(x: Tensor) -> tuple[int, int, int, int]:
@@ -89,7 +135,7 @@ def _tiles_of(x: Tensor) -> tuple[int, int, int, int]:
 def _forward(x: Tensor, u: Tensor) -> Tensor:
     """Valid 3x3 correlation of x with the filters transformed into u, like ``F.conv2d``."""
     h, w, th, tw = _tiles_of(x)
-    return _untile(torch.bmm(u, _input_tiles(x, th, tw)), x.shape[0], th, tw, h, w)
+    return _untile(batched_mm(u, _input_tiles(x, th, tw)), x.shape[0], th, tw, h, w)
 
 
 class _Winograd3x3(torch.autograd.Function):
@@ -103,7 +149,7 @@ class _Winograd3x3(torch.autograd.Function):
         # instead of x: recomputing it would cost a fifth of the backward pass.
         ctx.save_for_backward(weight, v if ctx.needs_input_grad[1] else None)
         ctx.in_shape = x.shape
-        return _untile(torch.bmm(u, v), x.shape[0], th, tw, h, w)
+        return _untile(batched_mm(u, v), x.shape[0], th, tw, h, w)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
@@ -120,7 +166,7 @@ class _Winograd3x3(torch.autograd.Function):
             g = F.pad(grad, (0, 4 * tw - w, 0, 4 * th - h)) if (h % 4 or w % 4) else grad
             g = g.view(n, k, th, 4, tw, 4).permute(3, 5, 1, 0, 2, 4).reshape(16, -1)
             gm = (_get(grad)[2].t() @ g).view(36, k, n * th * tw)
-            gu = torch.bmm(gm, v.transpose(1, 2))  # (36, K, C)
+            gu = batched_mm(gm, v.transpose(1, 2))  # (36, K, C)
             c = ctx.in_shape[1]
             grad_w = (_get(grad)[1].t() @ gu.view(36, k * c)).t().reshape(k, c, 3, 3)
         return grad_x, grad_w
@@ -136,7 +182,18 @@ def use_winograd(x: Tensor, conv: nn.Conv2d) -> bool:
         and conv.groups == 1 and conv.padding_mode == "zeros" and isinstance(conv.padding, tuple)
         and min(conv.in_channels, conv.out_channels) >= MIN_CHANNELS
         and not torch.is_autocast_enabled(kind) and not torch.compiler.is_compiling()
+        and (_out_pixels(x, conv) >= MIN_TRAIN_PIXELS or not _trains(x, conv))
     )
+
+
+def _out_pixels(x: Tensor, conv: nn.Conv2d) -> int:
+    (ph, pw), (h, w) = conv.padding, x.shape[-2:]
+    return (h + 2 * ph - 2) * (w + 2 * pw - 2)
+
+
+def _trains(x: Tensor, conv: nn.Conv2d) -> bool:
+    """Whether the call records a backward pass."""
+    return torch.is_grad_enabled() and (x.requires_grad or conv.weight.requires_grad)
 
 
 def fits(conv: nn.Module) -> bool:

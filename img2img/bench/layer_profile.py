@@ -23,37 +23,28 @@ GRAD_ACCUMULATE = "gradient accumulation"
 OTHER = "losses and the rest"
 
 
+# Layers named by their type alone (the first matching entry wins).
+_D_KINDS = ((nn.Conv2d, "D convs"), (nn.InstanceNorm2d, "D instance norm"),
+            (nn.LeakyReLU, "D LeakyReLU"))
+_G_KINDS = ((nn.ConvTranspose2d, "G transposed-conv upsampling"),
+            (nn.InstanceNorm2d, "G instance norm"), (nn.ReLU, "G ReLU"),
+            (nn.ReflectionPad2d, "G reflection pad"), (nn.Tanh, "G Tanh"))
+
+
 def layer_kind(module: nn.Module, discriminator: bool) -> str | None:
     """The group a layer's time goes to, or None for a container (its own operators, such as
     a residual block's addition, go to ``residual add``)."""
-    name = type(module).__name__
-    if discriminator:
-        if isinstance(module, nn.Conv2d):
-            return "D convs"
-        if isinstance(module, nn.InstanceNorm2d):
-            return "D instance norm"
-        if isinstance(module, nn.LeakyReLU):
-            return "D LeakyReLU"
-        return None
-    if isinstance(module, nn.ConvTranspose2d):
-        return "G transposed-conv upsampling"
+    kind = next((k for t, k in (_D_KINDS if discriminator else _G_KINDS)
+                 if isinstance(module, t)), None)
+    if kind is not None or discriminator:
+        return kind
     if isinstance(module, nn.Conv2d):
         if module.stride != (1, 1):
             return "G stride-2 downsampling convs"
         if module.kernel_size == (3, 3):
             return "G residual 3x3 convs"
         return f"G {module.kernel_size[0]}x{module.kernel_size[1]} in/out convs"
-    if isinstance(module, nn.InstanceNorm2d):
-        return "G instance norm"
-    if isinstance(module, nn.ReLU):
-        return "G ReLU"
-    if isinstance(module, nn.ReflectionPad2d):
-        return "G reflection pad"
-    if isinstance(module, nn.Tanh):
-        return "G Tanh"
-    if "Block" in name:
-        return "G residual add"
-    return None
+    return "G residual add" if "Block" in type(module).__name__ else None
 
 
 @contextmanager

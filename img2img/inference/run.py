@@ -25,6 +25,7 @@ from img2img.inference import folder, writers
 from img2img.inference.folder import Job, Plan, Report
 from img2img.inference.frames import WriteOptions
 from img2img.inference.geotiff import EXTRA_BANDS, TIFF_EXTENSIONS, GeoOptions
+from img2img.inference.quantize import DEFAULT_CALIBRATE_COUNT
 from img2img.inference.tile_layout import DEFAULT_OVERLAP, TileOptions
 from img2img.inference.translator import Translator
 from img2img.runtime import (
@@ -77,7 +78,7 @@ class FolderOptions:
     crf: int | None = None
     frames_out: str | None = None
     calibrate: str | None = None
-    calibrate_count: int = 8  # inference.quantize.DEFAULT_CALIBRATE_COUNT
+    calibrate_count: int = DEFAULT_CALIBRATE_COUNT
     quiet: bool = False
 
 

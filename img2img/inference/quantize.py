@@ -88,7 +88,7 @@ class Family:
     float_decoder: bool  # keep everything from the first upsampling layer on in float
     worst_psnr_db: float
     measured_on: str
-    speedup: float  # int8 over PyTorch fp32 images/s, model only, as measured
+    speedup: float  # int8 over PyTorch fp32 speed, per image (or tile), as measured
     speed_note: str = ""  # why int8 is not faster, when it is not
 
 

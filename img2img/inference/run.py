@@ -212,6 +212,11 @@ def _int8_translator(options: FolderOptions, planned: Plan, tiling: TileOptions,
     if options.precision != INT8_PRECISION:
         raise UsageError(f"--calibrate: applies to --precision int8 only "
                          f"(not {options.precision})")
+    given = [flag for flag, on in (("--bands", options.bands is not None),
+                                   ("--data-range", options.data_range is not None)) if on]
+    if given:  # calibration decodes whole images, not the run's GeoTIFF band selection
+        raise UsageError(f"{given[0]}: --precision int8 calibrates on the images as decoded, "
+                         f"not on selected or rescaled GeoTIFF bands; use fp32 or bf16")
     if options.calibrate:
         try:
             images = list_images(options.calibrate)

@@ -65,11 +65,9 @@ from img2img.inference.loader import file_sha256, load_model
 from img2img.inference.onnx_backend import INT8_KEY
 from img2img.inference.tile_layout import TileOptions, axis_spans
 from img2img.inference.translator import Translator, network_input, prepare_array
-from img2img.runtime import INT8_PRECISION
 
 log = logging.getLogger(__name__)
 
-PRECISION = INT8_PRECISION
 DEFAULT_CALIBRATE_COUNT = 8
 CACHE_DIR = ".img2img-cache"  # below the output folder
 RECIPE = "qdq-u8s8-perchannel-minmax-crop256-v2"  # part of the cache key

@@ -332,17 +332,12 @@ def _calibrate(fp32: Path, reader: _Reader, work: Path) -> Path:
     optimisations off; here the same model runs with them on (fused, blocked-layout convs),
     which leaves every tensor in place and took calibration from 3.4 to 2.0 s per 512x512
     input (resnet_9blocks, 2 threads, Zen 5; ranges equal within 5e-5)."""
-    import onnxruntime as ort
     from onnxruntime.quantization import CalibrationMethod, create_calibrator, save_tensors_data
 
     calibrator = create_calibrator(fp32, None, augmented_model_path=str(work / "aug.onnx"),
                                    calibrate_method=CalibrationMethod.MinMax)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = torch.get_num_threads()
-    opts.log_severity_level = 3
-    calibrator.infer_session = ort.InferenceSession(  # the session collect_data runs
-        calibrator.augmented_model_path, sess_options=opts,
-        providers=["CPUExecutionProvider"])
+    # the session collect_data runs: the toolkit's own (torch's thread count, errors only)
+    calibrator.infer_session = onnx_backend.open_session(calibrator.augmented_model_path)
     calibrator.collect_data(reader)
     ranges = work / "ranges.json"
     save_tensors_data(calibrator.compute_data(), ranges)
@@ -374,8 +369,7 @@ def _source(checkpoint: Path, key: str | None) -> tuple[GeneratorMeta, int, str]
     ``.onnx`` that cannot be quantized again)."""
     if onnx_backend.is_onnx(checkpoint):
         gen, meta = onnx_backend.load_onnx(checkpoint, "cpu")
-        md = dict(gen.session.get_modelmeta().custom_metadata_map)
-        if md.get(onnx_backend.FP16_KEY) == "1" or INT8_KEY in md:
+        if gen.precision != "fp32":
             raise UsageError(f"{checkpoint}: an fp16 or int8 .onnx cannot be quantized; "
                              f"give the fp32 .onnx or the .safetensors")
         min_size = gen.min_size

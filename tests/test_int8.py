@@ -162,6 +162,20 @@ def test_resnet_decoder_stays_float(runs: dict) -> None:
 
 
 @needs_onnx
+def test_resnet_runs_its_output_conv_on_phases_and_pads_uint8(runs: dict) -> None:
+    """The faster graph (inference.onnx_rewrite) is what the cached model holds."""
+    (path,) = _cached(runs["resnet_6blocks"]["output"])
+    graph = onnx.load(str(path)).graph
+    producer = {o: n for n in graph.node for o in n.output}
+    assert [n.op_type for n in graph.node].count("SpaceToDepth") == 1
+    last = producer[producer[graph.output[0].name].input[0]]  # Tanh <- DepthToSpace
+    assert last.op_type == "DepthToSpace"
+    pads = [n for n in graph.node if n.op_type == "Pad"]
+    on_uint8 = [p for p in pads if producer[p.input[0]].op_type == "QuantizeLinear"]
+    assert len(on_uint8) >= len(pads) // 2  # the residual blocks' reflection pads
+
+
+@needs_onnx
 def test_calibration_uses_the_first_images_of_the_run_or_the_calibrate_dir(
         capsys: pytest.CaptureFixture[str], runs: dict, tmp_path: Path,
         caplog: pytest.LogCaptureFixture) -> None:

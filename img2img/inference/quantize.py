@@ -59,7 +59,7 @@ from img2img.checkpoint import CheckpointError, GeneratorMeta
 from img2img.data.io import ImageReadError, atomic_path, read_image
 from img2img.data.paths import OutsideError, check_inside, remove_stale_temps
 from img2img.errors import UsageError
-from img2img.inference import onnx_backend
+from img2img.inference import onnx_backend, onnx_rewrite
 from img2img.inference.bundled import resolve_checkpoint
 from img2img.inference.loader import file_sha256, load_model
 from img2img.inference.onnx_backend import INT8_KEY
@@ -70,7 +70,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CALIBRATE_COUNT = 8
 CACHE_DIR = ".img2img-cache"  # below the output folder
-RECIPE = "qdq-u8s8-perchannel-minmax-crop256-v2"  # part of the cache key
+RECIPE = "qdq-u8s8-perchannel-minmax-crop256-phases-u8pad-v3"  # part of the cache key
 CALIBRATION_CROP = 256  # side of the square cut from each calibration window
 QUALITY_BOUND_DB = 38.0
 
@@ -84,6 +84,9 @@ class Family:
     name: str
     archs: tuple[str, ...]
     float_decoder: bool  # keep everything from the first upsampling layer on in float
+    # run the RGB output conv on 2x2 phases (onnx_rewrite): exact where its input is always
+    # even-sized (ResNet inputs are multiples of 4; SRResNet's tail follows a pixel shuffle)
+    phase_output_conv: bool
     worst_psnr_db: float
     measured_on: str
     speedup: float  # int8 over PyTorch fp32 speed, per image (or tile), as measured
@@ -97,13 +100,13 @@ class Family:
 # Speed: CPU time per image (SRResNet: per 192-pixel tile), 1 thread, cached model, against
 # PyTorch fp32 with the toolkit's CPU kernels.
 FAMILIES: tuple[Family, ...] = (
-    Family("resnet", ("resnet", "resnet_6blocks", "resnet_9blocks"), True, 42.8,
+    Family("resnet", ("resnet", "resnet_6blocks", "resnet_9blocks"), True, True, 42.8,
            "a trained resnet_9blocks, 12 nature photos at 512x512", 2.36),
-    Family("unet", ("unet", "unet_128", "unet_256"), False, 47.8,
+    Family("unet", ("unet", "unet_128", "unet_256"), False, False, 47.8,
            "a trained unet_256 with batch norm, 12 nature photos at 512x512", 1.22,
            "ONNX Runtime has no int8 ConvTranspose on the CPU: the decoder, 80% of the "
            "time, stays float"),
-    Family("srresnet", ("srresnet",), False, 39.4,
+    Family("srresnet", ("srresnet",), False, True, 39.4,
            "models/sr_x4_naip.safetensors tiled x4 on Set14, NAIP and photo images", 0.47,
            "in ONNX Runtime the float layers at the output's resolution take most of a "
            "tile (the 9x9 output conv 48%, the bicubic skip 15%, pixel shuffles 11%, "
@@ -305,10 +308,13 @@ def quantize_onnx(fp32: Path, out: Path, calibration: Calibration, family: Famil
     )
 
     model = onnx.load(str(fp32))
-    keep = float_nodes(model, family)
-    input_name = model.graph.input[0].name
     with atomic_path(out) as tmp, _quiet_quantizer(), \
             tempfile.TemporaryDirectory(prefix="img2img-int8-") as work:
+        if family.phase_output_conv and onnx_rewrite.phase_output_convs(model):
+            fp32 = Path(work) / "phases.onnx"
+            onnx.save(model, str(fp32))
+        keep = float_nodes(model, family)
+        input_name = model.graph.input[0].name
         ranges = _calibrate(fp32, _Reader(input_name, calibration.inputs), Path(work))
         quantize_static(
             model, str(tmp), None, calibration_cache_path=ranges,
@@ -316,6 +322,7 @@ def quantize_onnx(fp32: Path, out: Path, calibration: Calibration, family: Famil
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
             nodes_to_exclude=keep, calibrate_method=CalibrationMethod.MinMax)
         quantized = onnx.load(str(tmp))
+        onnx_rewrite.uint8_pads(quantized)
         del quantized.metadata_props[:]
         for k, v in metadata.items():
             entry = quantized.metadata_props.add()

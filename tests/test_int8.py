@@ -390,17 +390,3 @@ def test_the_parser_default_count_is_the_library_default() -> None:
 
     assert translate_parser().get_default("calibrate_count") == \
         quantize.DEFAULT_CALIBRATE_COUNT == FolderOptions("c", "i", "o").calibrate_count
-
-
-@pytest.mark.parametrize("flag", [["--bands", "3,2,1"], ["--data-range", "4095"]])
-def test_geotiff_band_options_are_refused_before_any_work(
-        capsys: pytest.CaptureFixture[str], tmp_path: Path, flag: list[str]) -> None:
-    """Calibration decodes whole images: a run that selects or rescales GeoTIFF bands would
-    be calibrated on other values than it translates, so it is refused in one line."""
-    ckpt = _checkpoint(tmp_path, "resnet_6blocks")
-    _images(tmp_path / "in", 1)
-    code, _, err = _translate(capsys, "--checkpoint", ckpt, "--input", tmp_path / "in",
-                              "--output", tmp_path / "out", "--precision", "int8", *flag)
-    assert code == 2 and len(err.strip().splitlines()) == 1, err
-    assert err.startswith(f"error: {flag[0]}: --precision int8 calibrates on the images")
-    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -316,6 +316,31 @@ def _check_colour_model(src: Any) -> None:
         raise GeoTiffError("CMYK TIFFs are not translated by windows; convert it to RGB first")
 
 
+def _band_plan(src: Any, options: GeoOptions,
+               in_channels: int) -> tuple[list[int], list[int], float]:
+    """(model bands, extra bands, data range) a run uses for the open raster ``src``;
+    GeoTiffError for a raster it cannot take."""
+    _check_colour_model(src)
+    dtypes = set(src.dtypes)
+    if len(dtypes) != 1 or np.dtype(src.dtypes[0]) not in (np.uint8, np.uint16):
+        raise GeoTiffError(f"unsupported sample type {'/'.join(sorted(dtypes))} "
+                           f"(uint8 and uint16 rasters only)")
+    model, extra = options.plan(src.count, in_channels)
+    return model, extra, options.range_for(np.dtype(src.dtypes[0]))
+
+
+@contextmanager
+def open_model_reader(path: str | os.PathLike, options: GeoOptions | None,
+                      in_channels: int) -> Iterator[ModelReader]:
+    """The raster ``path`` open as the model input a run reads from it (the same bands and
+    data range, by windows: nothing is read until ``read``). Raises GeoTiffError for a
+    raster the run cannot take, OSError (rasterio's) for an unreadable file."""
+    rasterio = require_rasterio()
+    with _no_georef_warning(), rasterio.open(path) as src:
+        model, _, data_range = _band_plan(src, options or GeoOptions(), in_channels)
+        yield ModelReader(RasterioSource(src), model, in_channels, data_range)
+
+
 class GeoTiffReader:
     """Reader (``inference.readers``) of georeferenced TIFFs: one frame left on disk, read
     by windows when it is translated (``raster_output``)."""
@@ -340,14 +365,8 @@ def raster_output(translator: TiledModel, frame: Frame, options: GeoOptions | No
     options, tiling = options or GeoOptions(), tiling or TileOptions()
     meta, s = translator.meta, translator.meta.scale
     with _no_georef_warning(), rasterio.open(frame.source) as src:
-        _check_colour_model(src)
-        dtypes = set(src.dtypes)
-        if len(dtypes) != 1 or np.dtype(src.dtypes[0]) not in (np.uint8, np.uint16):
-            raise GeoTiffError(f"unsupported sample type {'/'.join(sorted(dtypes))} "
-                               f"(uint8 and uint16 rasters only)")
+        model, extra, data_range = _band_plan(src, options, meta.in_channels)
         height, width, dtype = src.height, src.width, np.dtype(src.dtypes[0])
-        model, extra = options.plan(src.count, meta.in_channels)
-    data_range = options.range_for(dtype)
     tile = tiling.tile_for(height, width, s) or max(height, width)
     order = tuple(sorted(model + extra))
 

@@ -29,7 +29,11 @@ a better int8 model than 8 whole 512x512 photos (a trained resnet_9blocks on 12 
 worst 42.0 / mean 44.1 dB against 40.6 / 41.0 dB; whole images' rare extremes widen the
 8-bit grid for every pixel) at a quarter of the calibration time (7.2 s against 20.7 s
 with export and quantization, Zen 5); 128-pixel crops were faster again but clipped
-(worst 38.0 dB). The quantized model is cached
+(worst 38.0 dB). A georeferenced TIFF is calibrated on the values the run gives the model:
+read through ``geotiff.open_model_reader`` with the run's ``--bands`` and ``--data-range``
+(12-bit samples in uint16 files reach 1.0, not -0.875), and only the crops are read from
+disk, so a large raster is never decoded whole; a raster the run cannot take (sample type,
+bands) is skipped with the reason, as unreadable images are. The quantized model is cached
 in the output folder (``OUTPUT/.img2img-cache/``), keyed by the checkpoint's SHA-256, the
 calibration inputs' SHA-256, the recipe and the onnxruntime version, so a rerun of the same
 command (to finish a folder, say) skips the export and the calibration.
@@ -61,6 +65,7 @@ from img2img.data.paths import OutsideError, check_inside, remove_stale_temps
 from img2img.errors import UsageError
 from img2img.inference import onnx_backend, onnx_rewrite
 from img2img.inference.bundled import resolve_checkpoint
+from img2img.inference.geotiff import GeoOptions, GeoTiffError, is_georeferenced, open_model_reader
 from img2img.inference.loader import file_sha256, load_model
 from img2img.inference.onnx_backend import INT8_KEY
 from img2img.inference.tile_layout import TileOptions, axis_spans
@@ -164,59 +169,85 @@ def _spread(n: int, k: int) -> list[int]:
 
 def calibration_inputs(meta: GeneratorMeta, min_size: int, images: Sequence[Path],
                        count: int = DEFAULT_CALIBRATE_COUNT,
-                       tiling: TileOptions | None = None) -> Calibration:
-    """The network inputs of the first ``count`` readable ``images``, prepared as the
-    translator prepares them (whole, or tiles spread over an image the run would tile)."""
+                       tiling: TileOptions | None = None, *,
+                       geo: GeoOptions | None = None) -> Calibration:
+    """The network inputs of the first ``count`` readable ``images``, prepared as the run
+    prepares them (whole, or tiles spread over an image the run would tile), each cut to a
+    :data:`CALIBRATION_CROP` square. A georeferenced TIFF is read as the run reads it, with
+    ``geo``'s bands and data range, and only those crops are read from disk."""
     tiling = tiling or TileOptions()
     found = Calibration()
     per_image = max(1, math.ceil(count / max(1, min(count, len(images)))))
     for path in images:
         if len(found.images) >= count or len(found.inputs) >= count:
             break
+        quota = min(per_image, count - len(found.inputs))
+        number = len(found.images) + 1  # seeds the crops' positions
         try:
-            tensor, _ = prepare_array(read_image(path), meta.in_channels)
-        except (ImageReadError, ValueError) as exc:
+            inputs = _image_inputs(path, meta, min_size, tiling, geo, quota, number)
+        except (ImageReadError, GeoTiffError, OSError, ValueError) as exc:
             found.skipped.append((path, str(exc)))
             continue
         found.images.append(path)
-        quota = min(per_image, count - len(found.inputs))
-        for k, window in enumerate(_windows(tensor, meta, min_size, tiling, quota)):
-            seed = (len(found.images), k)
-            x, _, _ = network_input(_crop(window, meta, min_size, seed)[None], meta, min_size)
-            found.inputs.append(np.ascontiguousarray(x.numpy(), dtype=np.float32))
+        found.inputs += inputs
     return found
 
 
-def _crop(t: torch.Tensor, meta: GeneratorMeta, min_size: int,
-          seed: tuple[int, int]) -> torch.Tensor:
-    """A :data:`CALIBRATION_CROP` square of the CHW window ``t`` (at least ``min_size``, a
-    multiple of the network's size multiple) at a position drawn from ``seed``; ``t``
+def _image_inputs(path: Path, meta: GeneratorMeta, min_size: int, tiling: TileOptions,
+                  geo: GeoOptions | None, quota: int, number: int) -> list[np.ndarray]:
+    """The calibration inputs of one image: ``quota`` windows at most, each cropped."""
+    def prepared(window: torch.Tensor) -> np.ndarray:
+        x, _, _ = network_input(window[None], meta, min_size)
+        return np.ascontiguousarray(x.numpy(), dtype=np.float32)
+
+    if is_georeferenced(path):
+        with open_model_reader(path, geo, meta.in_channels) as reader:
+            boxes = _windows(reader.height, reader.width, meta, min_size, tiling, quota)
+            return [prepared(reader.read(*_crop(box, meta, min_size, (number, k))))
+                    for k, box in enumerate(boxes)]
+    tensor, _ = prepare_array(read_image(path), meta.in_channels)
+    boxes = _windows(tensor.shape[-2], tensor.shape[-1], meta, min_size, tiling, quota)
+    out = []
+    for k, box in enumerate(boxes):
+        y0, y1, x0, x1 = _crop(box, meta, min_size, (number, k))
+        out.append(prepared(tensor[:, y0:y1, x0:x1]))
+    return out
+
+
+Box = tuple[int, int, int, int]  # rows y0:y1, columns x0:x1 of an image
+
+
+def _crop(box: Box, meta: GeneratorMeta, min_size: int, seed: tuple[int, int]) -> Box:
+    """A :data:`CALIBRATION_CROP` square of the window ``box`` (at least ``min_size``, a
+    multiple of the network's size multiple) at a position drawn from ``seed``; ``box``
     itself when it is no larger."""
     m = meta.size_multiple
     side = -(-max(CALIBRATION_CROP, min_size) // m) * m
-    h, w = t.shape[-2:]
+    y0, y1, x0, x1 = box
+    h, w = y1 - y0, x1 - x0
     if h <= side and w <= side:
-        return t
+        return box
     rng = np.random.default_rng(list(seed))
     i = int(rng.integers(0, max(0, h - side) + 1))
     j = int(rng.integers(0, max(0, w - side) + 1))
-    return t[:, i : i + side, j : j + side]
+    return y0 + i, min(y1, y0 + i + side), x0 + j, min(x1, x0 + j + side)
 
 
-def _windows(t: torch.Tensor, meta: GeneratorMeta, min_size: int, tiling: TileOptions,
-             quota: int) -> Iterator[torch.Tensor]:
-    """The whole CHW image, or ``quota`` of the tile windows the run would cut from it."""
-    h, w = t.shape[-2:]
+def _windows(h: int, w: int, meta: GeneratorMeta, min_size: int, tiling: TileOptions,
+             quota: int) -> list[Box]:
+    """The whole ``h`` x ``w`` image, or ``quota`` of the tile windows the run would cut
+    from it."""
     tile = tiling.tile_for(h, w, meta.scale)
     if tile is None:
-        yield t
-        return
+        return [(0, h, 0, w)]
     geometry = dict(scale=meta.scale, multiple=meta.size_multiple, min_size=min_size)
     rows = axis_spans(h, tile, tiling.overlap, **geometry)
     cols = axis_spans(w, tile, tiling.overlap, **geometry)
+    boxes = []
     for i in _spread(len(rows) * len(cols), quota):
         r, c = rows[i // len(cols)], cols[i % len(cols)]
-        yield t[:, r.start : r.stop, c.start : c.stop]
+        boxes.append((r.start, r.stop, c.start, c.stop))
+    return boxes
 
 
 # --------------------------------------------------------------------------- quantizing
@@ -391,12 +422,14 @@ def _source(checkpoint: Path, key: str | None) -> tuple[GeneratorMeta, int, str]
 def int8_translator(checkpoint: str | os.PathLike, output: str | os.PathLike,
                     calibrate_from: Sequence[Path], count: int = DEFAULT_CALIBRATE_COUNT,
                     tiling: TileOptions | None = None, key: str | None = None,
-                    label: str = "") -> Translator:
+                    label: str = "", *, geo: GeoOptions | None = None) -> Translator:
     """A translator running ``checkpoint`` in int8 (calibrated on the first ``count``
     readable images of ``calibrate_from``), the quantized model cached below ``output``.
 
-    ``label`` names the calibration source in the log. Raises UsageError for a refused
-    family or unusable calibration images, CheckpointError for an unreadable checkpoint.
+    ``geo``: the run's GeoTIFF options (bands, data range), which georeferenced calibration
+    images are read with. ``label`` names the calibration source in the log. Raises
+    UsageError for a refused family, bands the model cannot take or unusable calibration
+    images, CheckpointError for an unreadable checkpoint.
     """
     src, out = resolve_checkpoint(checkpoint), Path(output)
     if not src.is_file():
@@ -410,8 +443,10 @@ def int8_translator(checkpoint: str | os.PathLike, output: str | os.PathLike,
         log.warning("--precision int8: %s measured %.2fx the speed of fp32 in int8 (%s); "
                     "fp32 or bf16 is faster here", meta.arch, family.speedup,
                     family.speed_note)
+    if geo is not None:  # before calibration skips every raster for it
+        geo.check_model(meta.in_channels)
     start = time.perf_counter()
-    calib = calibration_inputs(meta, min_size, calibrate_from, count, tiling)
+    calib = calibration_inputs(meta, min_size, calibrate_from, count, tiling, geo=geo)
     for path, why in calib.skipped:
         log.warning("int8 calibration: skipped %s (%s)", path, why)
     if not calib.inputs:

@@ -166,7 +166,7 @@ def _run(options: FolderOptions, world: World, device: torch.device,
     if error is None:
         try:
             if options.precision == INT8_PRECISION or options.calibrate:
-                translator = _int8_translator(options, planned, tiling, device)
+                translator = _int8_translator(options, planned, tiling, geo, device)
             else:
                 translator = Translator.from_checkpoint(
                     options.checkpoint, str(device), options.precision,
@@ -203,20 +203,16 @@ def _run(options: FolderOptions, world: World, device: torch.device,
 
 
 def _int8_translator(options: FolderOptions, planned: Plan, tiling: TileOptions,
-                     device: torch.device) -> Translator:
-    """``precision`` int8: calibrated on ``options.calibrate`` or the run's first inputs
-    (every rank quantizes on the same inputs, so they share the cached model's name)."""
+                     geo: GeoOptions, device: torch.device) -> Translator:
+    """``precision`` int8: calibrated on ``options.calibrate`` or the run's first inputs,
+    GeoTIFFs with the run's bands and data range (every rank quantizes on the same inputs,
+    so they share the cached model's name)."""
     from img2img.data.scan import list_images
     from img2img.inference import quantize
 
     if options.precision != INT8_PRECISION:
         raise UsageError(f"--calibrate: applies to --precision int8 only "
                          f"(not {options.precision})")
-    given = [flag for flag, on in (("--bands", options.bands is not None),
-                                   ("--data-range", options.data_range is not None)) if on]
-    if given:  # calibration decodes whole images, not the run's GeoTIFF band selection
-        raise UsageError(f"{given[0]}: --precision int8 calibrates on the images as decoded, "
-                         f"not on selected or rescaled GeoTIFF bands; use fp32 or bf16")
     if options.calibrate:
         try:
             images = list_images(options.calibrate)
@@ -230,4 +226,5 @@ def _int8_translator(options: FolderOptions, planned: Plan, tiling: TileOptions,
     quantize.check_request(device, options.dropout_at_test, options.compile,
                            options.per_image_norm)
     return quantize.int8_translator(options.checkpoint, options.output, images,
-                                    options.calibrate_count, tiling, options.key, label)
+                                    options.calibrate_count, tiling, options.key, label,
+                                    geo=geo)

@@ -10,7 +10,11 @@ ort = pytest.importorskip("onnxruntime")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from img2img.inference.onnx_rewrite import phase_output_convs, uint8_pads  # noqa: E402
+from img2img.inference.onnx_rewrite import (  # noqa: E402
+    phase_output_convs,
+    subpixel_transposed_convs,
+    uint8_pads,
+)
 
 
 def _model(nodes: list, inits: dict[str, np.ndarray], channels: int,
@@ -100,3 +104,29 @@ def test_a_pad_that_changes_values_keeps_its_quantization(scales: tuple, mode: s
     model = _qdq_pad(*scales, mode)
     assert uint8_pads(model) == 0
     assert len(model.graph.node) == 5
+
+
+@pytest.mark.parametrize(("k", "pad", "out_pad"), [(4, 1, 0), (3, 1, 1)])
+def test_a_transposed_conv_as_a_conv_and_depth_to_space_equals_it(k: int, pad: int,
+                                                                  out_pad: int) -> None:
+    """pix2pix's 4x4 (padding 1) and the ResNet's 3x3 (padding 1, output padding 1)
+    upsampling layers, batch of two, odd and even sizes."""
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((6, 5, k, k)).astype(np.float32)  # (in, out, k, k)
+    b = rng.standard_normal(5).astype(np.float32)
+    node = helper.make_node("ConvTranspose", ["x", "w", "b"], ["y"], name="up", strides=[2, 2],
+                            pads=[pad] * 4, output_padding=[out_pad] * 2)
+    model = _model([node], {"w": w, "b": b}, 6)
+    x = rng.standard_normal((2, 6, 7, 10)).astype(np.float32)
+    want = _run(model, x)
+    assert want.shape == (2, 5, 14, 20)
+    assert subpixel_transposed_convs(model) == 1
+    assert [n.op_type for n in model.graph.node] == ["Conv", "DepthToSpace"]
+    np.testing.assert_allclose(_run(model, x), want, atol=1e-5 * np.abs(want).max())
+
+
+def test_a_transposed_conv_that_does_not_double_is_left_alone() -> None:
+    w = np.ones((4, 4, 4, 4), np.float32)
+    node = helper.make_node("ConvTranspose", ["x", "w"], ["y"], strides=[2, 2], pads=[2] * 4)
+    model = _model([node], {"w": w}, 4)
+    assert subpixel_transposed_convs(model) == 0

@@ -56,6 +56,66 @@ def _fits_phases(node: Any, weights: dict[str, Any]) -> bool:
             and shape[0] <= MAX_PHASE_OUT_CHANNELS and shape[2] >= MIN_PHASE_KERNEL)
 
 
+def _rewrite(model: Any, make: Any) -> int:
+    """Replace, in place, each node for which ``make(node, weights)`` returns
+    ``(nodes, initializers)`` by those; drop initializers nothing reads any more; return how
+    many nodes were replaced."""
+    weights = _initializers(model)
+    nodes: list[Any] = []
+    added: list[Any] = []
+    done = 0
+    for node in model.graph.node:
+        made = make(node, weights)
+        if made is None:
+            nodes.append(node)
+            continue
+        nodes += made[0]
+        added += made[1]
+        done += 1
+    if not done:
+        return 0
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    used = {name for node in nodes for name in node.input}
+    inits = model.graph.initializer
+    for i in reversed(range(len(inits))):  # in place: the weights are most of the model
+        if inits[i].name not in used:
+            del inits[i]
+    inits.extend(added)
+    return done
+
+
+def _bias(node: Any, weights: dict[str, Any], name: str) -> list[Any]:
+    """The bias of ``node``, each value repeated for the four phases (CRD order)."""
+    from onnx import numpy_helper
+
+    if len(node.input) < 3 or not node.input[2]:
+        return []
+    bias = numpy_helper.to_array(weights[node.input[2]])
+    return [numpy_helper.from_array(np.repeat(bias, 4).astype(bias.dtype), name)]
+
+
+def _on_phases(node: Any, name: str, split: bool, weight: np.ndarray, bias: list[Any],
+               pads: list[int]) -> tuple[list[Any], list[Any]]:
+    """[SpaceToDepth ->] Conv(weight, bias, pads) -> DepthToSpace in place of ``node``."""
+    from onnx import helper, numpy_helper
+
+    inits = [numpy_helper.from_array(weight, f"{name}.weight"), *bias]
+    source = node.input[0]
+    nodes = []
+    if split:
+        nodes.append(helper.make_node("SpaceToDepth", [source], [f"{name}_in"], blocksize=2,
+                                      name=f"{name}_split"))
+        source = f"{name}_in"
+    nodes += [
+        helper.make_node("Conv", [source, *(t.name for t in inits)], [f"{name}_out"],
+                         name=name, pads=pads, kernel_shape=list(weight.shape[2:])),
+        helper.make_node("DepthToSpace", [f"{name}_out"], list(node.output), blocksize=2,
+                         mode="CRD", name=f"{name}_merge"),
+    ]
+    return nodes, inits
+
+
 def phase_output_convs(model: Any) -> int:
     """Rewrite, in place, every Conv of ``model`` with at most
     :data:`MAX_PHASE_OUT_CHANNELS` outputs and an odd k x k kernel (k >= 5, stride 1, even
@@ -64,15 +124,11 @@ def phase_output_convs(model: Any) -> int:
     Exact only where the conv's input (with its padding) has even height and width: the
     caller decides that (the ResNet generators' inputs are multiples of 4; an upsampler's
     output is even)."""
-    from onnx import helper, numpy_helper
+    from onnx import numpy_helper
 
-    weights = _initializers(model)
-    done = 0
-    nodes: list[Any] = []
-    for node in model.graph.node:
+    def make(node: Any, weights: dict[str, Any]) -> tuple[list[Any], list[Any]] | None:
         if not _fits_phases(node, weights):
-            nodes.append(node)
-            continue
+            return None
         w = torch.from_numpy(numpy_helper.to_array(weights[node.input[1]]).copy())
         k_out, c_in, k = w.shape[0], w.shape[1], w.shape[2]
         pw = phase_weight(w, phase_taps(k))  # inputs in pixel_unshuffle's order c*4 + q
@@ -80,31 +136,61 @@ def phase_output_convs(model: Any) -> int:
         pw = pw.view(4 * k_out, c_in, 4, *pw.shape[2:]).transpose(1, 2)
         pw = pw.reshape(4 * k_out, 4 * c_in, *pw.shape[3:]).contiguous()
         name = f"{node.name or node.output[0]}_phases"
-        w_name = f"{name}.weight"
-        model.graph.initializer.append(numpy_helper.from_array(pw.numpy(), w_name))
-        inputs = [f"{name}_in", w_name]
-        if len(node.input) > 2 and node.input[2]:
-            bias = numpy_helper.to_array(weights[node.input[2]])
-            model.graph.initializer.append(
-                numpy_helper.from_array(np.repeat(bias, 4).astype(bias.dtype), f"{name}.bias"))
-            inputs.append(f"{name}.bias")
         pad = int(_attrs(node).get("pads", [0])[0]) // 2  # in phase pixels
-        nodes += [
-            helper.make_node("SpaceToDepth", [node.input[0]], [inputs[0]], blocksize=2,
-                             name=f"{name}_split"),
-            helper.make_node("Conv", inputs, [f"{name}_out"], name=name,
-                             pads=[pad] * 4, kernel_shape=list(pw.shape[2:])),
-            helper.make_node("DepthToSpace", [f"{name}_out"], list(node.output), blocksize=2,
-                             mode="CRD", name=f"{name}_merge"),
-        ]
-        done += 1
-    del model.graph.node[:]
-    model.graph.node.extend(nodes)
-    used = {name for node in nodes for name in node.input}
-    kept = [t for t in model.graph.initializer if t.name in used]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(kept)
-    return done
+        return _on_phases(node, name, True, pw.numpy(), _bias(node, weights, f"{name}.bias"),
+                          [pad] * 4)
+
+    return _rewrite(model, make)
+
+
+def _subpixel_taps(k: int, p: int) -> tuple[int, list[list[int]]]:
+    """For a stride-2 transposed conv (kernel ``k``, padding ``p``): the first input offset
+    ``d0`` its output phases read, and for each phase (0, 1) the kernel tap at each offset
+    from ``d0`` (-1: none). Output ``2m + a`` sums ``x[m + d] * w[a + p - 2d]``."""
+    lo = min(-((k - 1 - a - p) // 2) for a in (0, 1))  # ceil((a + p - k + 1) / 2)
+    hi = max((a + p) // 2 for a in (0, 1))
+    taps = [[a + p - 2 * d if 0 <= a + p - 2 * d < k else -1 for d in range(lo, hi + 1)]
+            for a in (0, 1)]
+    return lo, taps
+
+
+def subpixel_transposed_convs(model: Any) -> int:
+    """Rewrite, in place, every stride-2 ConvTranspose of ``model`` whose output is exactly
+    twice its input (``k + output_padding == 2 * pad + 2``, e.g. pix2pix's 4x4 with padding
+    1) as one Conv to 4x the channels (a window covering every phase's taps, zeros where a
+    phase has none) and ``DepthToSpace``; return how many were rewritten. ONNX Runtime has
+    no int8 ConvTranspose on the CPU: as a Conv it quantizes."""
+    from onnx import numpy_helper
+
+    def make(node: Any, weights: dict[str, Any]) -> tuple[list[Any], list[Any]] | None:
+        if node.op_type != "ConvTranspose" or node.input[1] not in weights:
+            return None
+        a = _attrs(node)
+        w = numpy_helper.to_array(weights[node.input[1]])  # (C, K, k, k)
+        pads = list(a.get("pads", [0, 0, 0, 0]))
+        out_pad = list(a.get("output_padding", [0, 0]))
+        if (w.ndim != 4 or w.shape[2] != w.shape[3] or a.get("group", 1) != 1
+                or list(a.get("strides", [1, 1])) != [2, 2] or len(set(pads)) != 1
+                or len(set(out_pad)) != 1 or list(a.get("dilations", [1, 1])) != [1, 1]
+                or a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")
+                or "output_shape" in a or w.shape[2] + out_pad[0] != 2 * pads[0] + 2):
+            return None
+        c_in, k_out, k = w.shape[0], w.shape[1], w.shape[2]
+        lo, taps = _subpixel_taps(k, pads[0])
+        size = len(taps[0])
+        conv = np.zeros((k_out, 2, 2, c_in, size, size), w.dtype)
+        for py in (0, 1):
+            for px in (0, 1):
+                for i, ty in enumerate(taps[py]):
+                    for j, tx in enumerate(taps[px]):
+                        if ty >= 0 and tx >= 0:
+                            conv[:, py, px, :, i, j] = w[:, :, ty, tx].T
+        name = f"{node.name or node.output[0]}_subpixel"
+        return _on_phases(node, name, False, conv.reshape(4 * k_out, c_in, size, size),
+                          _bias(node, weights, f"{name}.bias"),
+                          [-lo, -lo, size - 1 + lo, size - 1 + lo])
+
+    return _rewrite(model, make)
 
 
 def uint8_pads(model: Any) -> int:

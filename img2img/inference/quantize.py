@@ -18,11 +18,12 @@ Kept in float, because quantizing them cost the quality measured in :data:`FAMIL
   both with whole-image calibration; they are ~6% of its operations). Quantizing only the
   output conv: 33.0 dB worst against 42.9 (crop calibration), and slower.
 
-Two rewrites (``onnx_rewrite``) make the graph faster without changing what it computes:
-the RGB output conv runs on 2x2 phases (before calibration), and reflection pads between
-equal quantizations pad the uint8 tensor (after quantization). resnet_9blocks at 512x512,
-trained stand-in, ONNX Runtime alone: 0.48 -> 0.418 s per image (2 threads), 0.732 -> 0.621
-s (1 thread), Zen 5; outputs within 1e-5, PSNR against fp32 unchanged.
+Rewrites (``onnx_rewrite``) make the graph faster without changing what it computes: the
+RGB output conv runs on 2x2 phases and the U-Net's transposed convs become Conv +
+DepthToSpace, which quantize (both before calibration); reflection pads between equal
+quantizations pad the uint8 tensor (after quantization). resnet_9blocks at 512x512, trained
+stand-in, ONNX Runtime alone: 0.48 -> 0.418 s per image (2 threads), 0.732 -> 0.621 s (1
+thread), Zen 5; outputs within 1e-5, PSNR against fp32 unchanged.
 
 Normalisation layers elsewhere keep uint8 tensors around them (ONNX Runtime computes them in
 float between a DequantizeLinear and a QuantizeLinear).

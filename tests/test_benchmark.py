@@ -52,10 +52,13 @@ def test_quick_ceiling_train_translate(bench: ModuleType, tmp_path: Path,
     assert step["task"] == "cyclegan" and step["precision"] == "fp32"
     assert step["gflop_per_step"] > 0 and step["step_s"] > 0
     assert 0 < step["ceiling_fraction"]
-    # the reference-style step, timed right after, and the ratio
+    # the reference-style step, timed in turns with ours, and the ratio
     assert ref["task"] == "cyclegan reference-style" and ref["step_s"] > 0
     assert step["vs_reference"] == ref["ours_vs_reference"] == pytest.approx(
         step["step_s"] / ref["step_s"])
+    assert len(ref["step_times_s"]) == len(step["step_times_s"])
+    assert ref["ours_vs_reference_per_turn"] == pytest.approx(
+        [a / b for a, b in zip(step["step_times_s"], ref["step_times_s"], strict=True)])
     assert step["vs_reference_flops"] == pytest.approx(1, abs=0.03)
 
     tr = report["translate"]
@@ -238,3 +241,15 @@ def test_reference_style_step_does_the_work_of_ours() -> None:
     ours = count_flops(build(spec, cpu, "fp32"), batch)
     ref = reference_flops(ReferenceCycleGAN(ngf=16, ndf=16), batch)
     assert ours == pytest.approx(ref, rel=0.01)
+
+
+def test_alternating_timer_takes_turns_after_its_warmup_rounds() -> None:
+    """Two steps compared in one run are timed in turns, so a machine that slows down
+    halfway slows both."""
+    from img2img.bench.common import time_alternating
+
+    calls: list[str] = []
+    times = time_alternating([lambda: calls.append("a"), lambda: calls.append("b")],
+                             repeats=3, warmup=1)
+    assert calls == ["a", "b"] * 4
+    assert [len(t) for t in times] == [3, 3] and all(x >= 0 for t in times for x in t)

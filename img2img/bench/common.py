@@ -61,6 +61,25 @@ def time_calls(fn: Callable[[], Any], repeats: int, warmup: int,
     return times
 
 
+def time_alternating(fns: list[Callable[[], Any]], repeats: int, warmup: int,
+                     sync: Callable[[], None] = lambda: None) -> list[list[float]]:
+    """Seconds per call of each of ``fns``, their calls taking turns (``warmup`` untimed
+    rounds, then ``repeats`` timed ones), so that a drift in the machine's speed (a shared
+    VM, a clock that changes) reaches all of them alike."""
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    sync()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(max(repeats, 1)):
+        for fn, out in zip(fns, times, strict=True):
+            start = time.perf_counter()
+            fn()
+            sync()
+            out.append(time.perf_counter() - start)
+    return times
+
+
 def median(values: list[float]) -> float:
     """Median (robust to the odd slow repeat on a shared machine)."""
     return float(statistics.median(values))

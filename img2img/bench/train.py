@@ -10,9 +10,10 @@ credited with.
 
 Beside the toolkit's CycleGAN step, fp32 also times the same step written as the reference
 implementation takes it, in plain PyTorch (:mod:`img2img.bench.reference_cyclegan`), in the
-same process and so with the same allocator setting: the row ``train cyclegan
-reference-style`` and the ratio ours / reference. Both steps' FLOPs are counted the same
-way and reported side by side.
+same process and so with the same allocator setting, the two steps taking turns (so a
+drift in the machine's speed reaches both alike): the row ``train cyclegan reference-style``
+and the ratio ours / reference (medians; the JSON also has each turn's ratio). Both steps'
+FLOPs are counted the same way and reported side by side.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 import torch
 
 from img2img.bench.ceiling import recheck
-from img2img.bench.common import Row, log, median, synchronizer, time_calls
+from img2img.bench.common import Row, log, median, synchronizer, time_alternating, time_calls
 from img2img.bench.layer_profile import profile_by_layer
 from img2img.bench.reference_cyclegan import ReferenceCycleGAN
 from img2img.nn.cpu import direct
@@ -123,41 +124,53 @@ def reference_flops(ref: ReferenceCycleGAN, batch: dict[str, torch.Tensor]) -> i
     return int(counter.get_total_flops())
 
 
-def _reference(spec: BenchSpec, device: torch.device, repeats: int, warmup: int,
-               ours: dict[str, Any], profile: bool) -> tuple[list[Row], dict[str, Any]]:
-    """Time the reference-style CycleGAN step of ``spec``'s size and widths (fp32) and
-    compare it with ``ours`` (our step's result, which gets ``vs_reference``)."""
-    ref = ReferenceCycleGAN(ngf=spec.settings.get("ngf", 64), ndf=spec.settings.get("ndf", 64),
-                            device=device)
-    batch = make_batch(spec, device)
-    flops = reference_flops(ref, batch)  # untimed, and a warm-up
-    times = time_calls(partial(ref.step, batch["A"], batch["B"]), repeats, warmup,
-                       synchronizer(device))
-    step, gflop = median(times), flops / 1e9
-    ratio, flop_ratio = ours["step_s"] / step, ours["gflop_per_step"] / gflop
-    res = {"task": f"{spec.label} reference-style", "precision": "fp32", "compiled": False,
-           "config": spec.describe, "step_s": step, "step_times_s": times,
-           "gflop_per_step": gflop, "gflops": gflop / step,
-           "ours_vs_reference": ratio, "ours_vs_reference_flops": flop_ratio}
-    ours["vs_reference"] = ratio
-    ours["vs_reference_flops"] = flop_ratio
-    if profile:
-        res["profile_by_layer"] = profile_by_layer(
-            partial(ref.step, batch["A"], batch["B"]), [ref.g_a, ref.g_b], [ref.d_a, ref.d_b])
-    name = f"train {spec.label} reference-style"
-    rows = [Row(name, "fp32", step, "s/step",
-                f"median of {len(times)}; {gflop:.1f} GFLOP/step; the reference "
-                f"implementation's step in plain PyTorch, same process and allocator setting"),
-            Row(f"train {spec.label} / reference-style", "fp32", ratio, "x",
-                f"our step / the reference-style step (FLOPs: ours / reference = "
-                f"{flop_ratio:.3f})")]
-    return rows, res
+class _Reference:
+    """The reference-style CycleGAN step of ``spec``'s size and widths (fp32), with its own
+    batch; its FLOPs are counted on creation (untimed, and a warm-up)."""
+
+    def __init__(self, spec: BenchSpec, device: torch.device) -> None:
+        self.spec = spec
+        self.ref = ReferenceCycleGAN(ngf=spec.settings.get("ngf", 64),
+                                     ndf=spec.settings.get("ndf", 64), device=device)
+        self.batch = make_batch(spec, device)
+        self.step = partial(self.ref.step, self.batch["A"], self.batch["B"])
+        self.flops = reference_flops(self.ref, self.batch)
+
+    def result(self, times: list[float], ours: dict[str, Any],
+               profile: bool) -> tuple[list[Row], dict[str, Any]]:
+        """Rows and result of the reference step timed ``times`` (in turns with our step,
+        whose result ``ours`` gets ``vs_reference``)."""
+        spec, ref = self.spec, self.ref
+        step, gflop = median(times), self.flops / 1e9
+        ratio, flop_ratio = ours["step_s"] / step, ours["gflop_per_step"] / gflop
+        turns = [a / b for a, b in zip(ours["step_times_s"], times, strict=True)]
+        res = {"task": f"{spec.label} reference-style", "precision": "fp32", "compiled": False,
+               "config": spec.describe, "step_s": step, "step_times_s": times,
+               "gflop_per_step": gflop, "gflops": gflop / step,
+               "ours_vs_reference": ratio, "ours_vs_reference_per_turn": turns,
+               "ours_vs_reference_flops": flop_ratio}
+        ours["vs_reference"] = ratio
+        ours["vs_reference_flops"] = flop_ratio
+        if profile:
+            res["profile_by_layer"] = profile_by_layer(self.step, [ref.g_a, ref.g_b],
+                                                       [ref.d_a, ref.d_b])
+        name = f"train {spec.label} reference-style"
+        rows = [Row(name, "fp32", step, "s/step",
+                    f"median of {len(times)}, in turns with ours; {gflop:.1f} GFLOP/step; the "
+                    f"reference implementation's step in plain PyTorch, same process and "
+                    f"allocator setting"),
+                Row(f"train {spec.label} / reference-style", "fp32", ratio, "x",
+                    f"our step / the reference-style step (each turn: {min(turns):.2f}-"
+                    f"{max(turns):.2f}; FLOPs: ours / reference = {flop_ratio:.3f})")]
+        return rows, res
 
 
 def _measure(spec: BenchSpec, device: torch.device, precision: str, repeats: int, warmup: int,
-             flops: dict[str, int], profile: bool, compiled: bool) -> dict[str, Any]:
-    """Time one configuration; counts its FLOPs first unless ``flops`` has them already.
-    A compiled configuration gets three more untimed steps (compiling, and recompiling for
+             flops: dict[str, int], profile: bool, compiled: bool,
+             reference: _Reference | None = None) -> tuple[dict[str, Any], list[float]]:
+    """Time one configuration, in turns with ``reference``'s step if given (then also
+    returned: its times); counts its FLOPs first unless ``flops`` has them already. A
+    compiled configuration gets three more untimed steps (compiling, and recompiling for
     the discriminators' frozen / trainable switch)."""
     task = build(spec, device, precision, compiled)
     batch = make_batch(spec, device)
@@ -169,7 +182,13 @@ def _measure(spec: BenchSpec, device: torch.device, precision: str, repeats: int
         task.train_step(batch)
         first["first_step_s"] = time.perf_counter() - start
         warmup = max(warmup, 2)
-    times = time_calls(partial(task.train_step, batch), repeats, warmup, synchronizer(device))
+    ours = partial(task.train_step, batch)
+    ref_times: list[float] = []
+    if reference is None:
+        times = time_calls(ours, repeats, warmup, synchronizer(device))
+    else:
+        times, ref_times = time_alternating([ours, reference.step], repeats, warmup,
+                                            synchronizer(device))
     step = median(times)
     gflop = flops[spec.label] / 1e9
     res = {"task": spec.label, "precision": label(precision, compiled),
@@ -179,7 +198,7 @@ def _measure(spec: BenchSpec, device: torch.device, precision: str, repeats: int
     if profile:
         res["profile_top_self_cpu"] = profile_step(task, batch)
         res["profile_by_layer"] = layer_profile(task, batch)
-    return res
+    return res, ref_times
 
 
 def train_steps(tasks: list[str], device: torch.device, precisions: list[str], quick: bool,
@@ -189,16 +208,29 @@ def train_steps(tasks: list[str], device: torch.device, precisions: list[str], q
     """Rows and per-(task, precision[, compiled]) results, at ``size`` x ``size`` crops if
     given (:func:`specs`). The FLOP-counting step runs first and is not timed (it warms up
     too); FLOPs are counted once per configuration. CycleGAN in fp32 (not compiled) is
-    followed by the reference-style step (:func:`_reference`)."""
+    timed in turns with the reference-style step (:class:`_Reference`)."""
     rows: list[Row] = []
     results: list[dict[str, Any]] = []
     flops: dict[str, int] = {}
     for spec in [s for t in tasks for s in specs(t, quick, size)]:
         for p, compiled in [(p, c) for p in precisions for c in compile_modes]:
             name = label(p, compiled)
-            log(f"train {spec.label} {name} ...")
+            reference: _Reference | None = None
+            if spec.label == "cyclegan" and p == "fp32" and not compiled:
+                try:
+                    reference = _Reference(spec, device)
+                except Exception as exc:  # noqa: BLE001 - our own rows still run
+                    log(f"train {spec.label} reference-style: FAILED: {exc}")
+                    rows.append(Row(f"train {spec.label} reference-style FAILED", "fp32",
+                                    None, "", str(exc)[:300]))
+                    results.append({"task": f"{spec.label} reference-style",
+                                    "precision": "fp32",
+                                    "error": f"{type(exc).__name__}: {exc}"})
+            turns = ", in turns with the reference-style step" if reference else ""
+            log(f"train {spec.label} {name}{turns} ...")
             try:
-                res = _measure(spec, device, p, repeats, warmup, flops, profile, compiled)
+                res, ref_times = _measure(spec, device, p, repeats, warmup, flops, profile,
+                                          compiled, reference)
             except Exception as exc:  # noqa: BLE001 - the other configurations still run
                 log(f"train {spec.label} {name}: FAILED: {exc}")
                 results.append({"task": spec.label, "precision": name,
@@ -220,16 +252,8 @@ def train_steps(tasks: list[str], device: torch.device, precisions: list[str], q
                 share = (f"{100 * fraction:.0f}% of the {p} conv ceiling (the conv measured "
                          f"{res['ceiling_after_gflops']:.0f} GFLOP/s right after)")
             rows.append(Row(f"train {spec.label}", name, res["gflops"], "GFLOP/s", share))
-            if spec.label == "cyclegan" and p == "fp32" and not compiled:
-                log(f"train {spec.label} reference-style fp32 ...")
-                try:
-                    got, ref = _reference(spec, device, repeats, warmup, res, profile)
-                except Exception as exc:  # noqa: BLE001 - our own rows stand
-                    log(f"train {spec.label} reference-style: FAILED: {exc}")
-                    got = [Row(f"train {spec.label} reference-style FAILED", "fp32", None, "",
-                               str(exc)[:300])]
-                    ref = {"task": f"{spec.label} reference-style", "precision": "fp32",
-                           "error": f"{type(exc).__name__}: {exc}"}
+            if reference is not None:
+                got, ref = reference.result(ref_times, res, profile)
                 rows += got
                 results.append(ref)
     return rows, results

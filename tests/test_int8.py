@@ -9,7 +9,6 @@ error without it.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 from imgfactory import photo_like
+from onnx_extra import HAVE_ONNX, needs_onnx
 
 from img2img.checkpoint import meta_for, save_generator
 from img2img.commands.translate import translate_main
@@ -26,18 +26,8 @@ from img2img.inference import quantize
 from img2img.inference.translator import Translator
 from img2img.nn import build_generator
 
-try:
+if HAVE_ONNX:
     import onnx
-    import onnxruntime  # noqa: F401
-    import onnxscript  # noqa: F401
-
-    HAVE_ONNX = True
-except ImportError:
-    if os.environ.get("CI"):
-        raise
-    HAVE_ONNX = False
-
-needs_onnx = pytest.mark.skipif(not HAVE_ONNX, reason="needs pip install 'img2img[onnx]'")
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 FAMILIES = {

@@ -7,7 +7,6 @@ without it, required under CI).
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from imgfactory import photo_like
 
 rasterio = pytest.importorskip("rasterio")
 from affine import Affine  # noqa: E402
+from onnx_extra import HAVE_ONNX, needs_onnx  # noqa: E402
 
 from img2img.checkpoint import meta_for, save_generator  # noqa: E402
 from img2img.commands.translate import translate_main  # noqa: E402
@@ -27,17 +27,6 @@ from img2img.inference.geotiff import GeoOptions  # noqa: E402
 from img2img.inference.translator import Translator, network_input  # noqa: E402
 from img2img.nn import build_generator  # noqa: E402
 
-try:
-    import onnxruntime  # noqa: F401
-    import onnxscript  # noqa: F401
-
-    HAVE_ONNX = True
-except ImportError:
-    if os.environ.get("CI"):
-        raise
-    HAVE_ONNX = False
-
-needs_onnx = pytest.mark.skipif(not HAVE_ONNX, reason="needs pip install 'img2img[onnx]'")
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TRANSFORM = Affine(10.0, 0.0, 600000.0, 0.0, -10.0, 4200000.0)

@@ -17,7 +17,7 @@ from img2img.config import SHARED_FIELDS
 from img2img.data.io import write_image
 from img2img.engine.state import RESUME_FILE, load_resume, save_resume
 from img2img.errors import UsageError
-from img2img.nn import discriminator_arguments, generator_arguments
+from img2img.nn import build_generator, discriminator_arguments, generator_arguments
 from img2img.tasks import TASKS, make_config, task_class
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "flat_config_runs"
@@ -102,14 +102,33 @@ def fixture_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def _outputs(name: str, weights: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The fixture run's generator ``name`` with ``weights``, on fixed inputs."""
+    arch, kwargs = {"G_A2B": ("resnet_6blocks", {"ngf": 2}),
+                    "G": ("srresnet", {"scale": 2, "channels": 4, "n_blocks": 1})}[name]
+    net = build_generator(arch, **kwargs)
+    net.load_state_dict(weights)
+    x = torch.stack([torch.from_numpy(photo_like(32, 32, seed=300 + i)).permute(2, 0, 1)
+                     for i in range(2)]).float() / 127.5 - 1
+    with torch.no_grad():
+        return net.eval()(x)
+
+
 @pytest.mark.parametrize("source", ["resume.pt", "config.json"])
 @pytest.mark.parametrize(("task", "sub", "name"), [("cyclegan", "", "G_A2B"),
                                                    ("srgan", "train", "G")])
 def test_runs_written_before_per_task_options_resume_exactly(
         fixture_data: Path, tmp_path: Path, task: str, sub: str, name: str,
         source: str) -> None:
-    """2 steps by the old code + 2 by this code == 4 steps by the old code, bit for bit,
-    with the configuration read from the old resume.pt or (without one there) config.json."""
+    """2 steps by the old code + 2 by this code == 4 steps by the old code, with the
+    configuration read from the old resume.pt or (without one there) config.json.
+
+    Bit for bit on the CPU kind that wrote the fixtures (AMD Zen 5). Another CPU's kernels
+    round differently: the weights then agree within a few ulps, but the biases of the
+    convolutions before instance norm do not (their gradient is only rounding noise, which
+    Adam scales to full-size steps; the norm removes them again), so there the weights and
+    the network's outputs are compared instead. Two steps moved the outputs by ~0.2, a
+    resume without the optimiser state misses by ~0.14; other CPUs differ by ~2e-6."""
     out = Path(shutil.copytree(FIXTURES / task, tmp_path / task))
     if source == "config.json":
         state = load_resume(out / RESUME_FILE)
@@ -121,4 +140,10 @@ def test_runs_written_before_per_task_options_resume_exactly(
     got, want = load_file(str(out / f"{name}.safetensors")), load_file(
         str(out / f"straight_{name}.safetensors"))
     assert got.keys() == want.keys()
-    assert all(torch.equal(got[k], want[k]) for k in want), "resumed run differs"
+    if all(torch.equal(got[k], want[k]) for k in want):
+        return
+    for k in want:
+        if k.endswith("weight"):
+            torch.testing.assert_close(got[k], want[k], atol=1e-6, rtol=0, msg=k)
+    torch.testing.assert_close(_outputs(name, got), _outputs(name, want), atol=1e-4, rtol=0,
+                               msg="resumed run differs")

@@ -253,3 +253,31 @@ def test_alternating_timer_takes_turns_after_its_warmup_rounds() -> None:
                              repeats=3, warmup=1)
     assert calls == ["a", "b"] * 4
     assert [len(t) for t in times] == [3, 3] and all(x >= 0 for t in times for x in t)
+
+
+def test_a_failing_reference_step_leaves_our_own_train_rows(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reference-style step breaking mid-timing is one FAILED row; our step's rows and
+    timing stand."""
+    from img2img.bench import train
+    from img2img.bench.reference_cyclegan import ReferenceCycleGAN
+
+    calls: list[int] = []
+    original = ReferenceCycleGAN.step
+
+    def breaks_when_timed(self: ReferenceCycleGAN, a: torch.Tensor, b: torch.Tensor) -> None:
+        calls.append(1)
+        if len(calls) > 1:  # the FLOP count's step works, the first timed one fails
+            raise RuntimeError("reference broke")
+        original(self, a, b)
+
+    monkeypatch.setattr(ReferenceCycleGAN, "step", breaks_when_timed)
+    rows, results = train.train_steps(["cyclegan"], torch.device("cpu"), ["fp32"], True,
+                                      repeats=2, warmup=0, ceilings={})
+    ours, ref = results
+    assert ours["task"] == "cyclegan" and len(ours["step_times_s"]) == 2
+    assert ref == {"task": "cyclegan reference-style", "precision": "fp32",
+                   "error": "RuntimeError: reference broke"}
+    assert [r.name for r in rows] == ["train cyclegan", "train cyclegan",
+                                      "train cyclegan reference-style FAILED"]
+    assert len(calls) == 2  # not called again once it failed

@@ -133,8 +133,17 @@ class _Reference:
         self.ref = ReferenceCycleGAN(ngf=spec.settings.get("ngf", 64),
                                      ndf=spec.settings.get("ndf", 64), device=device)
         self.batch = make_batch(spec, device)
-        self.step = partial(self.ref.step, self.batch["A"], self.batch["B"])
         self.flops = reference_flops(self.ref, self.batch)
+        self.error: str | None = None  # set by a failed timed step; ours goes on
+
+    def step(self) -> None:
+        """One reference-style step, or nothing once one has failed (:attr:`error`)."""
+        if self.error is not None:
+            return
+        try:
+            self.ref.step(self.batch["A"], self.batch["B"])
+        except Exception as exc:  # noqa: BLE001 - our own step's timing still stands
+            self.error = f"{type(exc).__name__}: {exc}"
 
     def result(self, times: list[float], ours: dict[str, Any],
                profile: bool) -> tuple[list[Row], dict[str, Any]]:
@@ -163,6 +172,13 @@ class _Reference:
                     f"our step / the reference-style step (each turn: {min(turns):.2f}-"
                     f"{max(turns):.2f}; FLOPs: ours / reference = {flop_ratio:.3f})")]
         return rows, res
+
+
+def _reference_failed(spec: BenchSpec, error: str) -> tuple[Row, dict[str, Any]]:
+    """The row and result of a reference-style step that could not be timed (logged)."""
+    log(f"train {spec.label} reference-style: FAILED: {error}")
+    return (Row(f"train {spec.label} reference-style FAILED", "fp32", None, "", error[:300]),
+            {"task": f"{spec.label} reference-style", "precision": "fp32", "error": error})
 
 
 def _measure(spec: BenchSpec, device: torch.device, precision: str, repeats: int, warmup: int,
@@ -220,12 +236,9 @@ def train_steps(tasks: list[str], device: torch.device, precisions: list[str], q
                 try:
                     reference = _Reference(spec, device)
                 except Exception as exc:  # noqa: BLE001 - our own rows still run
-                    log(f"train {spec.label} reference-style: FAILED: {exc}")
-                    rows.append(Row(f"train {spec.label} reference-style FAILED", "fp32",
-                                    None, "", str(exc)[:300]))
-                    results.append({"task": f"{spec.label} reference-style",
-                                    "precision": "fp32",
-                                    "error": f"{type(exc).__name__}: {exc}"})
+                    row, ref = _reference_failed(spec, f"{type(exc).__name__}: {exc}")
+                    rows.append(row)
+                    results.append(ref)
             turns = ", in turns with the reference-style step" if reference else ""
             log(f"train {spec.label} {name}{turns} ...")
             try:
@@ -252,8 +265,12 @@ def train_steps(tasks: list[str], device: torch.device, precisions: list[str], q
                 share = (f"{100 * fraction:.0f}% of the {p} conv ceiling (the conv measured "
                          f"{res['ceiling_after_gflops']:.0f} GFLOP/s right after)")
             rows.append(Row(f"train {spec.label}", name, res["gflops"], "GFLOP/s", share))
-            if reference is not None:
+            if reference is not None and reference.error is None:
                 got, ref = reference.result(ref_times, res, profile)
                 rows += got
+                results.append(ref)
+            elif reference is not None:
+                row, ref = _reference_failed(spec, reference.error)
+                rows.append(row)
                 results.append(ref)
     return rows, results

@@ -84,7 +84,12 @@ def autocast_dtype(precision: str) -> torch.dtype | None:
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 ARM_BF16_FLAG = "bf16"  # Arm's BF16 extension (BFDOT/BFMMLA); not measured with PyTorch here
 # The flags the benchmark and the start-up log name.
-SHOWN_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "bf16")
+SHOWN_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "bf16")
+# x86 instructions that sum uint8 x int8 products in 32 bits (VNNI's vpdpbusd, AMX). Without
+# them ONNX Runtime's int8 kernels use vpmaddubsw, which adds pairs of products in 16 bits and
+# saturates on full-range int8 weights.
+INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+ARM_MACHINES = ("arm64", "aarch64")  # platform.machine() of 64-bit Arm
 CPU_FLAGS_ENV = "IMG2IMG_CPU_FLAGS"  # space-separated flags to assume instead of the CPU's
 # Measured consequences of bf16 without native instructions (the warning quotes them).
 _SLOW_BF16_AVX512 = ("on a 2-core Ice Lake (AVX-512 with VNNI, no bf16) bf16 ran 3.5x slower "
@@ -153,6 +158,17 @@ def cpu_has_native_bf16(flags: frozenset[str] | None = None) -> bool:
     """Whether the CPU computes bf16 dot products natively (``avx512_bf16`` or AMX)."""
     flags = cpu_flags() if flags is None else flags
     return any(f in flags for f in NATIVE_BF16_FLAGS)
+
+
+def int8_weights_full_range(flags: frozenset[str] | None = None,
+                             machine: str | None = None) -> bool:
+    """Whether int8 weights may use their full range [-128, 127] on this CPU: on 64-bit Arm
+    (32-bit dot products) and on x86 with VNNI or AMX (:data:`INT8_DOT_FLAGS`). Elsewhere
+    (x86 with AVX2 or AVX-512 alone, or flags unknown) they need 7 bits so that the 16-bit
+    pair sums cannot saturate."""
+    flags = cpu_flags() if flags is None else flags
+    machine = (platform.machine() if machine is None else machine).lower()
+    return machine in ARM_MACHINES or any(f in flags for f in INT8_DOT_FLAGS)
 
 
 def choose_precision(device_type: str, flags: frozenset[str],

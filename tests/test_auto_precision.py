@@ -36,6 +36,16 @@ def test_cpu_gets_bf16_only_with_native_bf16_dot_products(
     assert runtime.choose_precision("cpu", flags, None, training)[0] == expected
 
 
+@pytest.mark.parametrize(("flags", "machine", "expected"), [
+    (ZEN3, "x86_64", False), (ZEN3 | {"avx512f", "avx512bw"}, "x86_64", False),  # Skylake-SP
+    (ICE_LAKE, "x86_64", True), (ZEN4, "AMD64", True), (SAPPHIRE_RAPIDS, "x86_64", True),
+    (ZEN3 | {"avx_vnni"}, "x86_64", True),  # Alder Lake
+    (frozenset(), "x86_64", False), (ARM_BF16, "aarch64", True), (frozenset(), "arm64", True)])
+def test_int8_weights_get_7_bits_on_x86_without_vnni(flags: frozenset[str], machine: str,
+                                                     expected: bool) -> None:
+    assert runtime.int8_weights_full_range(flags, machine) is expected
+
+
 @pytest.mark.parametrize(("capability", "expected"), [
     ((9, 0), "bf16"), ((8, 6), "bf16"), ((8, 0), "bf16"), ((7, 5), "fp16"), ((7, 0), "fp16"),
     ((6, 1), "fp32")])

@@ -49,15 +49,18 @@ def test_matches_direct_convolution_and_its_gradients(n, h, w, padding, bias):
         _close(g, r)
 
 
-def test_backward_passes_gradcheck_in_double_precision():
+@pytest.mark.parametrize("padding", [(0, 0), (1, 1), (2, 1)])
+def test_backward_passes_gradcheck_in_double_precision(padding):
     torch.manual_seed(0)
     x = torch.randn(1, 3, 7, 6, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(2, 3, 3, 3, dtype=torch.float64, requires_grad=True)
 
     def f(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        return winograd._Winograd3x3.apply(x, weight)
+        return winograd._Winograd3x3.apply(x, weight, padding)
 
     assert torch.autograd.gradcheck(f, (x, weight))
+    want = F.conv2d(x, weight, padding=padding)
+    _close(f(x, weight), want)
 
 
 def test_same_parameters_as_conv2d_and_loads_its_state_dict():
@@ -134,6 +137,13 @@ def test_batched_products_match_bmm_in_double_precision(transposed):
     assert got.dtype == torch.float32 and got.shape == (36, 20, 17)
     _close(got.double(), want, rel=1e-6)
     assert torch.equal(winograd.batched_mm(a.double(), b.double()), want)  # no oneDNN: bmm
+
+
+def test_onednn_runs_the_products_only_on_avx512_cpus():
+    """On AVX2 CPUs MKL's bmm is faster for the products, so oneDNN is not used there."""
+    assert winograd._onednn_linear("AVX2") is None and winograd._onednn_linear("DEFAULT") is None
+    if torch.backends.mkldnn.is_available():
+        assert winograd._onednn_linear("AVX512") is not None
 
 
 def test_training_takes_the_direct_path_below_the_size_where_winograd_wins(monkeypatch):

@@ -89,11 +89,19 @@ def _untile(m: Tensor, n: int, th: int, tw: int, h: int, w: int) -> Tensor:
     return y[:, :, :h, :w] if (h, w) != (4 * th, 4 * tw) else y
 
 
-def _onednn_linear() -> object | None:
-    """oneDNN's matmul as ``linear(a, b) = a @ b.T`` (fp32, CPU), or None where this torch
-    build has no such op or it does not compute that (a private op: checked once against
-    ``torch.mm`` on a small product, so a changed signature falls back to ``torch.bmm``)."""
-    if not torch.backends.mkldnn.is_available():
+# The CPU capability PyTorch dispatches to (``torch.backends.cpu.get_cpu_capability``) from
+# which oneDNN's matmul beats MKL's for the 36 products; below it (AVX2), torch.bmm.
+ONEDNN_CAPABILITIES = ("AVX512",)
+
+
+def _onednn_linear(capability: str | None = None) -> object | None:
+    """oneDNN's matmul as ``linear(a, b) = a @ b.T`` (fp32, CPU), or None where it is not
+    the faster one (``capability``, default this CPU's, not in :data:`ONEDNN_CAPABILITIES`),
+    or this torch build has no such op or it does not compute that (a private op: checked
+    once against ``torch.mm`` on a small product, so a changed signature falls back to
+    ``torch.bmm``)."""
+    capability = torch.backends.cpu.get_cpu_capability() if capability is None else capability
+    if capability not in ONEDNN_CAPABILITIES or not torch.backends.mkldnn.is_available():
         return None
     op = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
     if op is None:
@@ -119,7 +127,9 @@ def batched_mm(a: Tensor, b: Tensor) -> Tensor:
     matmuls (its 512-bit kernels; Intel CPUs get AVX-512 from both). Each product is
     ``linear(a[i], b[i].T)``, a transposed view that oneDNN reads as it is; elsewhere (no
     oneDNN, another dtype or device) ``torch.bmm``. (The output transform, 16 x 36 by 36 x
-    a million, is one too: 3.5 -> 1.5 ms.)"""
+    a million, is one too: 3.5 -> 1.5 ms.) On CPUs without AVX-512 MKL is the faster one
+    (2 Zen 3 cores, the same products: 125 GFLOP/s against oneDNN's 88-95), so there
+    ``torch.bmm`` runs them."""
     if _LINEAR is None or a.device.type != "cpu" or a.dtype != torch.float32:
         return torch.bmm(a, b)
     bt = b.transpose(1, 2)
@@ -139,8 +149,15 @@ def _forward(x: Tensor, u: Tensor) -> Tensor:
 
 
 class _Winograd3x3(torch.autograd.Function):
+    """3x3 correlation of ``x`` zero-padded by ``padding`` (at most 2 each side)."""
+
     @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx, x: Tensor, weight: Tensor,  # type: ignore[override]
+                padding: tuple[int, int]) -> Tensor:
+        ph, pw = padding
+        ctx.padding = padding
+        if ph or pw:
+            x = F.pad(x, (pw, pw, ph, ph))
         # Transforming the filters takes ~1 ms for 256x256 channels, so they are not cached.
         u = _filter_tiles(weight)
         h, w, th, tw = _tiles_of(x)
@@ -157,9 +174,11 @@ class _Winograd3x3(torch.autograd.Function):
         grad = grad.contiguous()
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
-            # Full correlation with the flipped, transposed filter, by the same algorithm.
+            # Full correlation with the flipped, transposed filter, by the same algorithm,
+            # only over the unpadded input (256 instead of 289 tiles for 64x64, padding 1).
+            ph, pw = ctx.padding
             u_t = _filter_tiles(weight.flip(2, 3).transpose(0, 1))
-            grad_x = _forward(F.pad(grad, (2, 2, 2, 2)), u_t)
+            grad_x = _forward(F.pad(grad, (2 - pw, 2 - pw, 2 - ph, 2 - ph)), u_t)
         if ctx.needs_input_grad[1]:
             n, k, h, w = grad.shape
             th, tw = -(-h // 4), -(-w // 4)
@@ -169,7 +188,7 @@ class _Winograd3x3(torch.autograd.Function):
             gu = batched_mm(gm, v.transpose(1, 2))  # (36, K, C)
             c = ctx.in_shape[1]
             grad_w = (_get(grad)[1].t() @ gu.view(36, k * c)).t().reshape(k, c, 3, 3)
-        return grad_x, grad_w
+        return grad_x, grad_w, None
 
 
 def use_winograd(x: Tensor, conv: nn.Conv2d) -> bool:
@@ -180,7 +199,7 @@ def use_winograd(x: Tensor, conv: nn.Conv2d) -> bool:
         and x.dtype == torch.float32 and conv.weight.dtype == torch.float32
         and conv.kernel_size == (3, 3) and conv.stride == (1, 1) and conv.dilation == (1, 1)
         and conv.groups == 1 and conv.padding_mode == "zeros" and isinstance(conv.padding, tuple)
-        and min(conv.in_channels, conv.out_channels) >= MIN_CHANNELS
+        and max(conv.padding) <= 2 and min(conv.in_channels, conv.out_channels) >= MIN_CHANNELS
         and not torch.is_autocast_enabled(kind) and not torch.compiler.is_compiling()
         and (_out_pixels(x, conv) >= MIN_TRAIN_PIXELS or not _trains(x, conv))
     )
@@ -217,10 +236,7 @@ class Conv3x3(nn.Conv2d):
     def forward(self, x: Tensor) -> Tensor:
         if not use_winograd(x, self):
             return super().forward(x)
-        ph, pw = self.padding
-        if ph or pw:
-            x = F.pad(x, (pw, pw, ph, ph))
-        y = _Winograd3x3.apply(x, self.weight)
+        y = _Winograd3x3.apply(x, self.weight, self.padding)
         if self.bias is not None:
             y = y + self.bias.view(1, -1, 1, 1)
         return y

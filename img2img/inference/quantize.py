@@ -11,8 +11,8 @@ Haswell) ONNX Runtime's kernels add pairs of products in saturating 16-bit lanes
 weights get 7 bits there (``reduce_range``). Measured on a Zen 3 (AVX2), the trained
 resnet_9blocks stand-in on 12 photos at 512x512: 8-bit weights 29.2 dB worst / 38.1 mean
 against fp32 (the same graph with its int8 arithmetic emulated in float, on 6 of them:
-48.5 / 51.0, so the loss is the saturation), 7-bit weights 43.6 / 50.0 dB at the same speed (1.99 against 2.06
-s per image; uint8 x uint8 weights: 43.3 / 50.0 dB but 2.73 s).
+48.5 / 51.0, so the loss is the saturation), 7-bit weights 43.6 / 50.0 dB at the same speed
+(1.99 against 2.06 s per image; uint8 x uint8 weights: 43.3 / 50.0 dB but 2.73 s).
 
 Kept in float, because quantizing them cost the quality measured in :data:`FAMILIES`:
 

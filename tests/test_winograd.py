@@ -13,7 +13,6 @@ from img2img.nn.cpu.winograd import Conv3x3, use_winograd
 from img2img.nn.resnet import ResidualBlock, resnet_9blocks
 
 C = winograd.MIN_CHANNELS
-TRAIN_PIXELS = winograd.MIN_TRAIN_PIXELS
 
 
 @pytest.fixture(autouse=True)
@@ -147,9 +146,10 @@ def test_onednn_runs_the_products_only_on_avx512_cpus():
 
 
 def test_training_takes_the_direct_path_below_the_size_where_winograd_wins(monkeypatch):
-    """Training (a backward to come) at 32x32 outputs runs PyTorch's direct convolution,
-    from 48x48 Winograd; inference keeps Winograd at any size."""
-    monkeypatch.setattr(winograd, "MIN_TRAIN_PIXELS", TRAIN_PIXELS)
+    """Training (a backward to come) below the threshold (here oneDNN's, 2048 pixels) at
+    32x32 outputs runs PyTorch's direct convolution, from 48x48 Winograd; inference keeps
+    Winograd at any size."""
+    monkeypatch.setattr(winograd, "MIN_TRAIN_PIXELS", winograd.MIN_TRAIN_PIXELS_ONEDNN)
     conv = Conv3x3(C, C, padding=1, bias=False)
     small, large = torch.randn(1, C, 32, 32), torch.randn(1, C, 48, 48)
     assert not use_winograd(small, conv) and use_winograd(large, conv)

@@ -27,13 +27,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 MIN_CHANNELS = 128
-# Output pixels from which a training pass (forward + backward) takes the Winograd path.
-# Its cost has a part that does not shrink with the image (transforming, stacking and
-# transforming back 36 x C x K filter values three times); 256 -> 256 channels, fp32, 1 Zen
-# 5 core, ms per forward + backward, direct vs Winograd: 16x16 8.7 vs 21.5, 32x32 21.4 vs
-# 23.8, 40x40 33.2 vs 33.1, 48x48 46.5 vs 35.1, 64x64 87.6 vs 62.0. Inference (no gradient)
-# keeps Winograd at every size.
-MIN_TRAIN_PIXELS = 2048
+# Output pixels from which a training pass (forward + backward) takes the Winograd path
+# (MIN_TRAIN_PIXELS, set below by the way the products run). Its cost has a part that does
+# not shrink with the image (transforming, stacking and transforming back 36 x C x K filter
+# values three times); 256 -> 256 channels, fp32, ms per forward + backward, direct vs
+# Winograd. 1 Zen 5 core, oneDNN products: 16x16 8.7 vs 21.5, 32x32 21.4 vs 23.8, 40x40
+# 33.2 vs 33.1, 48x48 46.5 vs 35.1, 64x64 87.6 vs 62.0. 2 Zen 3 cores (AVX2), MKL
+# products: 16x16 13.3 vs 19.9, 24x24 21.5 vs 26.8, 28x28 40.0 vs 35.3, 32x32 40.7-46.4 vs
+# 33.1-41.1, 48x48 82.9 vs 58.1. Inference (no gradient) keeps Winograd at every size.
+MIN_TRAIN_PIXELS_ONEDNN = 2048
+MIN_TRAIN_PIXELS_BMM = 784
 
 _BT = [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
        [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]]
@@ -117,6 +120,7 @@ def _onednn_linear(capability: str | None = None) -> object | None:
 
 
 _LINEAR = _onednn_linear()
+MIN_TRAIN_PIXELS = MIN_TRAIN_PIXELS_ONEDNN if _LINEAR is not None else MIN_TRAIN_PIXELS_BMM
 
 
 def batched_mm(a: Tensor, b: Tensor) -> Tensor:

@@ -124,11 +124,12 @@ def test_runs_written_before_per_task_options_resume_exactly(
     configuration read from the old resume.pt or (without one there) config.json.
 
     Bit for bit on the CPU kind that wrote the fixtures (AMD Zen 5). Another CPU's kernels
-    round differently: the weights then agree within a few ulps, but the biases of the
-    convolutions before instance norm do not (their gradient is only rounding noise, which
-    Adam scales to full-size steps; the norm removes them again), so there the weights and
-    the network's outputs are compared instead. Two steps moved the outputs by ~0.2, a
-    resume without the optimiser state misses by ~0.14; other CPUs differ by ~2e-6."""
+    round differently, and Adam's first steps scale gradients that are rounding noise (the
+    biases before instance norm, tiny ngf-2 weights) to full-size steps, so there the
+    network's outputs are compared instead. Two steps moved the outputs by ~0.2, a resume
+    without the optimiser state misses by ~0.14; the same code on other CPUs differed by
+    1.6e-6 (Intel Emerald Rapids) and 0.021 (AMD Zen 3, AVX2 only: weights up to 2.8e-4
+    apart)."""
     out = Path(shutil.copytree(FIXTURES / task, tmp_path / task))
     if source == "config.json":
         state = load_resume(out / RESUME_FILE)
@@ -142,8 +143,5 @@ def test_runs_written_before_per_task_options_resume_exactly(
     assert got.keys() == want.keys()
     if all(torch.equal(got[k], want[k]) for k in want):
         return
-    for k in want:
-        if k.endswith("weight"):
-            torch.testing.assert_close(got[k], want[k], atol=1e-6, rtol=0, msg=k)
-    torch.testing.assert_close(_outputs(name, got), _outputs(name, want), atol=1e-4, rtol=0,
+    torch.testing.assert_close(_outputs(name, got), _outputs(name, want), atol=0.05, rtol=0,
                                msg="resumed run differs")

@@ -23,7 +23,19 @@ Kept in float, because quantizing them cost the quality measured in :data:`FAMIL
   variance, so a per-tensor 8-bit grid that is coarse for a weak channel becomes coarse
   noise in it (a trained resnet_9blocks: 27.5 dB with them quantized, 40.5 dB without,
   both with whole-image calibration; they are ~6% of its operations). Quantizing only the
-  output conv: 33.0 dB worst against 42.9 (crop calibration), and slower.
+  output conv: 33.0 dB worst against 42.9 (crop calibration), and slower. Tried on a Zen 4
+  (VNNI) with another trained stand-in (this recipe: 37.95 worst / 41.4 mean dB on 12
+  photos at 512x512): the decoder quantized as sub-pixel Convs, with each conv before an
+  instance norm rescaled and re-centred per output channel from per-channel calibration
+  ranges (exact but for the norm's epsilon, so every channel fills the per-tensor grid):
+  26.1 dB without the rescaling, 32.4 with it; only the first upsampling conv quantized:
+  37.1 / 40.7 dB. The same rescaling of the encoder and residual convs did not help either
+  (37.4 / 41.7 dB): the loss is not in weak channels.
+
+Also measured there and dropped: the float transposed convs as four phase Convs (1x1, 1x2,
+2x1, 2x2 taps, no zeros) + Concat + DepthToSpace. The convs took 120 ms instead of ONNX
+Runtime's ConvTranspose's 202 ms per 512x512 image, but its DepthToSpace (a generic 6-D
+transpose, one thread) added 92 ms: 0.91-0.94 s per image became 0.96-1.02 s.
 
 Rewrites (``onnx_rewrite``) make the graph faster without changing what it computes: the
 RGB output conv runs on 2x2 phases and the U-Net's transposed convs become Conv +

@@ -35,7 +35,11 @@ Kept in float, because quantizing them cost the quality measured in :data:`FAMIL
 Also measured there and dropped: the float transposed convs as four phase Convs (1x1, 1x2,
 2x1, 2x2 taps, no zeros) + Concat + DepthToSpace. The convs took 120 ms instead of ONNX
 Runtime's ConvTranspose's 202 ms per 512x512 image, but its DepthToSpace (a generic 6-D
-transpose, one thread) added 92 ms: 0.91-0.94 s per image became 0.96-1.02 s.
+transpose, one thread) added 92 ms: 0.91-0.94 s per image became 0.96-1.02 s. Instance
+norms as Reshape + LayerNormalization (which ONNX Runtime runs on both threads: 64 instead
+of 104 ms) lost it again in the quantizer's extra DequantizeLinear work (38 -> 129 ms):
+0.87-0.92 -> 0.92-1.04 s. Percentile (99.999) ranges instead of min/max: 37.5 worst /
+42.9 mean dB, and calibration 5 -> 24 s.
 
 Rewrites (``onnx_rewrite``) make the graph faster without changing what it computes: the
 RGB output conv runs on 2x2 phases and the U-Net's transposed convs become Conv +

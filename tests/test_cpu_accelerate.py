@@ -19,6 +19,8 @@ from img2img.inference.translator import Translator
 from img2img.nn import build_discriminator, build_generator
 from img2img.nn.cpu import (
     BandedSRResNet,
+    ChannelsLastConvTranspose2d,
+    ChannelsLastInstanceNorm2d,
     Conv3x3,
     PhaseConv2d,
     ReflectionPad2d,
@@ -30,7 +32,8 @@ from img2img.tasks import make_config, task_class
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_SR = ROOT / "models" / "sr_x4_naip.safetensors"
-FAST = (Conv3x3, PhaseConv2d, ReflectionPad2d, BandedSRResNet)
+FAST = (Conv3x3, PhaseConv2d, ReflectionPad2d, BandedSRResNet, ChannelsLastConvTranspose2d,
+        ChannelsLastInstanceNorm2d)
 NETS = {
     "resnet_9blocks": ("resnet_9blocks", {"ngf": 8}, 32),
     "srresnet_x2": ("srresnet", {"scale": 2, "channels": 8, "n_blocks": 2}, 13),
@@ -74,7 +77,8 @@ def test_accelerated_network_computes_the_plain_one(name: str) -> None:
         {k: v.shape for k, v in plain.state_dict().items()}
     kinds = set(_fast_layers(fast))
     assert "PhaseConv2d" in kinds  # the output conv
-    assert kinds >= ({"Conv3x3", "ReflectionPad2d"} if arch.startswith("resnet")
+    assert kinds >= ({"Conv3x3", "ReflectionPad2d", "ChannelsLastConvTranspose2d",
+                      "ChannelsLastInstanceNorm2d"} if arch.startswith("resnet")
                      else {"BandedSRResNet"})
     x = torch.rand(2, 3, side, side + 4) * 2 - 1
     for train in (True, False):  # training forward (with autograd) and eval inference
@@ -92,6 +96,35 @@ def test_accelerated_network_computes_the_plain_one(name: str) -> None:
     for (key, p), q in zip(fast.named_parameters(), plain.parameters(), strict=True):
         bound = 1e-4 * max(1.0, q.grad.abs().max().item())
         assert (p.grad - q.grad).abs().max().item() < bound, key
+
+
+def test_upsampling_runs_channels_last_in_cpu_inference_with_each_image_its_own_norm() -> None:
+    """In inference the transposed convs and the norms after them keep channels-last and
+    normalise every image of a batch by its own statistics (two images 50x apart in scale
+    give what each gives alone); with autograd they run PyTorch's NCHW layers."""
+    plain, fast = _pair("resnet_6blocks", {"ngf": 8})
+    seen: list[bool] = []
+
+    def layout(module: torch.nn.Module, args: tuple, out: torch.Tensor) -> None:
+        seen.append(out.is_contiguous(memory_format=torch.channels_last)
+                    and not out.is_contiguous())
+
+    for m in fast.modules():
+        if isinstance(m, ChannelsLastConvTranspose2d | ChannelsLastInstanceNorm2d):
+            m.register_forward_hook(layout)
+    x = torch.rand(2, 3, 64, 48) * 2 - 1
+    x[1] *= 0.02
+    with torch.no_grad():
+        got = fast(x)
+        alone = torch.cat([fast(x[:1]), fast(x[1:])])
+        want = plain(x)
+    assert seen and all(seen)
+    assert (got - want).abs().max().item() < 1e-4
+    assert (got - alone).abs().max().item() < 1e-5
+    seen.clear()
+    got, want = fast(x), plain(x)  # autograd on: NCHW, the built layers' own forward
+    assert seen and not any(seen)
+    assert (got - want).abs().max().item() < 1e-4
 
 
 def test_accelerate_keeps_the_module_objects_and_their_parameters() -> None:

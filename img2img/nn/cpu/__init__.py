@@ -13,6 +13,10 @@ ResNet residual blocks' 3x3 ``nn.Conv2d``   :class:`~.winograd.Conv3x3` (Winogra
 ResNet 7x7 / SRResNet 9x9 output conv       :class:`~.polyphase.PhaseConv2d` (2x2 phases, CPU)
 ResNet ``nn.ReflectionPad2d``               :class:`~.pad.ReflectionPad2d` (keeps autocast's
                                             dtype, any device)
+ResNet ``nn.ConvTranspose2d``, and the      :class:`~.channels_last.ChannelsLastConvTranspose2d`,
+``nn.InstanceNorm2d`` after the first one   :class:`~.channels_last.ChannelsLastInstanceNorm2d`
+                                            (the upsampling half in channels-last, CPU
+                                            inference)
 ``SRResNet`` itself                         :class:`~.banded.BandedSRResNet` (channels-last,
                                             banded last stage in CPU inference)
 ==========================================  =============================================
@@ -42,8 +46,9 @@ from torch import nn
 
 from ..resnet import ResidualBlock, ResnetGenerator
 from ..srresnet import SRResNet
-from . import banded, polyphase, winograd
+from . import banded, channels_last, polyphase, winograd
 from .banded import BandedSRResNet
+from .channels_last import ChannelsLastConvTranspose2d, ChannelsLastInstanceNorm2d
 from .pad import ReflectionPad2d
 from .polyphase import PhaseConv2d
 from .winograd import Conv3x3
@@ -54,6 +59,8 @@ _BUILT: dict[type[nn.Module], type[nn.Module]] = {
     PhaseConv2d: nn.Conv2d,
     ReflectionPad2d: nn.ReflectionPad2d,
     BandedSRResNet: SRResNet,
+    ChannelsLastConvTranspose2d: nn.ConvTranspose2d,
+    ChannelsLastInstanceNorm2d: nn.InstanceNorm2d,
 }
 
 
@@ -73,9 +80,15 @@ def _residual_block(block: ResidualBlock) -> None:
 
 
 def _resnet(net: ResnetGenerator) -> None:
+    upsampling = False  # from the first transposed conv on (channels-last in inference)
     for m in net.model:  # its residual blocks have their own rule
         if type(m) is nn.ReflectionPad2d:
             _become(m, ReflectionPad2d)
+        elif type(m) is nn.ConvTranspose2d:
+            _become(m, ChannelsLastConvTranspose2d)
+            upsampling = True
+        elif upsampling and channels_last.fits_norm(m):
+            _become(m, ChannelsLastInstanceNorm2d)
     output = [m for m in net.model if isinstance(m, nn.Conv2d)][-1]  # the 7x7 before Tanh
     if polyphase.fits(output):
         _become(output, PhaseConv2d)
@@ -125,5 +138,5 @@ def direct(*models: nn.Module) -> Iterator[None]:
             m.__class__ = fast
 
 
-__all__ = ["BandedSRResNet", "Conv3x3", "PhaseConv2d", "ReflectionPad2d", "accelerate",
-           "direct"]
+__all__ = ["BandedSRResNet", "ChannelsLastConvTranspose2d", "ChannelsLastInstanceNorm2d",
+           "Conv3x3", "PhaseConv2d", "ReflectionPad2d", "accelerate", "direct"]

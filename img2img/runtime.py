@@ -154,6 +154,33 @@ def cpu_flags() -> frozenset[str]:
     return _machine_cpu_flags()
 
 
+def parse_cpu_vendor(text: str) -> str:
+    """The CPU vendor string from Linux ``/proc/cpuinfo`` (``vendor_id``) or macOS
+    ``sysctl -a`` (``machdep.cpu.vendor``) text, e.g. ``AuthenticAMD``; "" if none."""
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip().lower() in ("vendor_id", "machdep.cpu.vendor"):
+            return value.strip()
+    return ""
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_vendor() -> str:
+    """This CPU's vendor string (``GenuineIntel``, ``AuthenticAMD``, ...; read once per
+    process), "" where it cannot be read (Arm, Windows)."""
+    try:
+        if platform.system() == "Linux":
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+                return parse_cpu_vendor(f.read())
+        if platform.system() == "Darwin":
+            done = subprocess.run(["sysctl", "machdep.cpu.vendor"], capture_output=True,
+                                  text=True, timeout=10, check=False)
+            return parse_cpu_vendor(done.stdout)
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return ""
+
+
 def cpu_has_native_bf16(flags: frozenset[str] | None = None) -> bool:
     """Whether the CPU computes bf16 dot products natively (``avx512_bf16`` or AMX)."""
     flags = cpu_flags() if flags is None else flags

@@ -97,6 +97,13 @@ def test_cpuinfo_flags_of_the_first_processor() -> None:
     assert runtime.parse_cpuinfo("processor\t: 0\n") == frozenset()
 
 
+def test_cpu_vendor_read_from_cpuinfo_or_sysctl() -> None:
+    """The vendor picks the Winograd products' library (oneDNN on AMD, MKL on Intel)."""
+    assert runtime.parse_cpu_vendor(CPUINFO_ICE_LAKE) == "GenuineIntel"
+    assert runtime.parse_cpu_vendor("machdep.cpu.vendor: GenuineIntel\n") == "GenuineIntel"
+    assert runtime.parse_cpu_vendor(CPUINFO_ARM) == ""
+
+
 def test_sysctl_flags_intel_mac_and_apple_silicon() -> None:
     intel = runtime.parse_sysctl(SYSCTL_INTEL_MAC)
     assert {"avx", "avx2", "avx512f", "avx512_vnni", "sse4.2"} <= intel

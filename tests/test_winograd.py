@@ -138,11 +138,16 @@ def test_batched_products_match_bmm_in_double_precision(transposed):
     assert torch.equal(winograd.batched_mm(a.double(), b.double()), want)  # no oneDNN: bmm
 
 
-def test_onednn_runs_the_products_only_on_avx512_cpus():
-    """On AVX2 CPUs MKL's bmm is faster for the products, so oneDNN is not used there."""
-    assert winograd._onednn_linear("AVX2") is None and winograd._onednn_linear("DEFAULT") is None
+def test_onednn_runs_the_products_only_on_amd_cpus_with_avx512():
+    """MKL's bmm is the faster one for the products on AVX2 CPUs and on Intel CPUs (AVX-512
+    code from MKL), so oneDNN runs them only on AMD CPUs with AVX-512."""
+    amd, intel = "AuthenticAMD", "GenuineIntel"
+    assert winograd._onednn_linear("AVX2", amd) is None
+    assert winograd._onednn_linear("DEFAULT", amd) is None
+    assert winograd._onednn_linear("AVX512", intel) is None
+    assert winograd._onednn_linear("AVX512", "") is None
     if torch.backends.mkldnn.is_available():
-        assert winograd._onednn_linear("AVX512") is not None
+        assert winograd._onednn_linear("AVX512", amd) is not None
 
 
 def test_training_takes_the_direct_path_below_the_size_where_winograd_wins(monkeypatch):

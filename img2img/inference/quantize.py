@@ -39,7 +39,13 @@ transpose, one thread) added 92 ms: 0.91-0.94 s per image became 0.96-1.02 s. In
 norms as Reshape + LayerNormalization (which ONNX Runtime runs on both threads: 64 instead
 of 104 ms) lost it again in the quantizer's extra DequantizeLinear work (38 -> 129 ms):
 0.87-0.92 -> 0.92-1.04 s. Percentile (99.999) ranges instead of min/max: 37.5 worst /
-42.9 mean dB, and calibration 5 -> 24 s.
+42.9 mean dB, and calibration 5 -> 24 s. On a Xeon with AMX (family 6 model 167), with
+PyTorch's channels-last decoder (``img2img.nn.cpu.channels_last``, 142 ms there against ONNX
+Runtime's float decoder's ~240 ms), the int8 encoder and residual blocks in ONNX Runtime
+followed by the decoder in PyTorch took 675-684 ms per image against 748-760 ms for the
+whole int8 graph (same PSNR); not built: the fp32 path gained the same decoder, so int8's
+ratio to fp32 stays where it was (~1.65x model only), for a second model file beside the
+quantized one and a split that ``.onnx`` sources could not have.
 
 Rewrites (``onnx_rewrite``) make the graph faster without changing what it computes: the
 RGB output conv runs on 2x2 phases and the U-Net's transposed convs become Conv +

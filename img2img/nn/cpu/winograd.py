@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from img2img import runtime
+
 MIN_CHANNELS = 128
 # Output pixels from which a training pass (forward + backward) takes the Winograd path
 # (MIN_TRAIN_PIXELS, set below by the way the products run). Its cost has a part that does
@@ -34,7 +36,9 @@ MIN_CHANNELS = 128
 # Winograd. 1 Zen 5 core, oneDNN products: 16x16 8.7 vs 21.5, 32x32 21.4 vs 23.8, 40x40
 # 33.2 vs 33.1, 48x48 46.5 vs 35.1, 64x64 87.6 vs 62.0. 2 Zen 3 cores (AVX2), MKL
 # products: 16x16 13.3 vs 19.9, 24x24 21.5 vs 26.8, 28x28 40.0 vs 35.3, 32x32 40.7-46.4 vs
-# 33.1-41.1, 48x48 82.9 vs 58.1. Inference (no gradient) keeps Winograd at every size.
+# 33.1-41.1, 48x48 82.9 vs 58.1. 2 cores of a Xeon with AMX (family 6 model 167), MKL
+# products: 16x16 4.2 vs 5.4, 24x24 7.9 vs 7.7, 28x28 10.6 vs 8.3, 32x32 13.2 vs 9.3, 64x64
+# 51.0 vs 27.7. Inference (no gradient) keeps Winograd at every size.
 MIN_TRAIN_PIXELS_ONEDNN = 2048
 MIN_TRAIN_PIXELS_BMM = 784
 
@@ -92,19 +96,24 @@ def _untile(m: Tensor, n: int, th: int, tw: int, h: int, w: int) -> Tensor:
     return y[:, :, :h, :w] if (h, w) != (4 * th, 4 * tw) else y
 
 
-# The CPU capability PyTorch dispatches to (``torch.backends.cpu.get_cpu_capability``) from
-# which oneDNN's matmul beats MKL's for the 36 products; below it (AVX2), torch.bmm.
+# Where oneDNN's matmul beats MKL's (behind torch.bmm) for the 36 products: AMD CPUs with
+# AVX-512, the CPU capability PyTorch dispatches to (``torch.backends.cpu.get_cpu_capability``)
+# being AVX512 -- MKL runs 256-bit code on them. Intel CPUs get AVX-512 code from MKL, which
+# was the faster one there; AVX2 CPUs take torch.bmm too.
 ONEDNN_CAPABILITIES = ("AVX512",)
+ONEDNN_VENDORS = ("AuthenticAMD",)
 
 
-def _onednn_linear(capability: str | None = None) -> object | None:
+def _onednn_linear(capability: str | None = None, vendor: str | None = None) -> object | None:
     """oneDNN's matmul as ``linear(a, b) = a @ b.T`` (fp32, CPU), or None where it is not
-    the faster one (``capability``, default this CPU's, not in :data:`ONEDNN_CAPABILITIES`),
-    or this torch build has no such op or it does not compute that (a private op: checked
-    once against ``torch.mm`` on a small product, so a changed signature falls back to
-    ``torch.bmm``)."""
+    the faster one (``capability`` not in :data:`ONEDNN_CAPABILITIES` or ``vendor`` not in
+    :data:`ONEDNN_VENDORS`; defaults: this CPU's), or this torch build has no such op or it
+    does not compute that (a private op: checked once against ``torch.mm`` on a small
+    product, so a changed signature falls back to ``torch.bmm``)."""
     capability = torch.backends.cpu.get_cpu_capability() if capability is None else capability
-    if capability not in ONEDNN_CAPABILITIES or not torch.backends.mkldnn.is_available():
+    vendor = runtime.cpu_vendor() if vendor is None else vendor
+    if capability not in ONEDNN_CAPABILITIES or vendor not in ONEDNN_VENDORS \
+            or not torch.backends.mkldnn.is_available():
         return None
     op = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
     if op is None:
@@ -124,15 +133,18 @@ MIN_TRAIN_PIXELS = MIN_TRAIN_PIXELS_ONEDNN if _LINEAR is not None else MIN_TRAIN
 
 
 def batched_mm(a: Tensor, b: Tensor) -> Tensor:
-    """``torch.bmm(a, b)`` for fp32 CPU tensors (B, M, C) and (B, C, N), by oneDNN.
+    """``torch.bmm(a, b)`` for fp32 CPU tensors (B, M, C) and (B, C, N), by oneDNN on AMD
+    CPUs with AVX-512.
 
     MKL's sgemm, behind ``torch.bmm``, runs 256-bit code on AMD CPUs: on 1 Zen 5 core the
     36 products of 256 channels by 256 tiles ran at 85 GFLOP/s, and at 180 as oneDNN
-    matmuls (its 512-bit kernels; Intel CPUs get AVX-512 from both). Each product is
+    matmuls (its 512-bit kernels). Each product is
     ``linear(a[i], b[i].T)``, a transposed view that oneDNN reads as it is; elsewhere (no
     oneDNN, another dtype or device) ``torch.bmm``. (The output transform, 16 x 36 by 36 x
     a million, is one too: 3.5 -> 1.5 ms.) On CPUs without AVX-512 MKL is the faster one
-    (2 Zen 3 cores, the same products: 125 GFLOP/s against oneDNN's 88-95), so there
+    (2 Zen 3 cores, the same products: 125 GFLOP/s against oneDNN's 88-95), and on Intel
+    CPUs (2 cores of a Xeon with AMX, family 6 model 167: 312 against 213 GFLOP/s at 256
+    tiles, 259 against 201 at 1024; CycleGAN 256x256 fp32 step 6.93 -> 5.86 s), so there
     ``torch.bmm`` runs them."""
     if _LINEAR is None or a.device.type != "cpu" or a.dtype != torch.float32:
         return torch.bmm(a, b)

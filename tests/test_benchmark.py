@@ -203,6 +203,7 @@ def test_int8_rows_beside_fp32(bench: ModuleType, tmp_path: Path,
     sr = report["sr"]["by_precision"]
     assert "--precision" in sr["int8"]["args"] and "int8" in sr["int8"]["args"]
     assert sr["int8"]["psnr_vs_fp32_db"] > 30
+    assert sr["int8"]["floor_reused_int8_model"]  # the 8x8 floor run did not quantize again
     rows = {(r["name"], r["precision"]) for r in report["rows"]}
     assert {("translate folder", "int8"), ("translate PSNR vs fp32", "int8"),
             ("sr x4 tiled", "int8"), ("sr x4 tiled PSNR vs fp32", "int8")} <= rows

@@ -18,6 +18,7 @@ import torch
 from imgfactory import photo_like
 from onnx_extra import HAVE_ONNX, needs_onnx
 
+from img2img import runtime
 from img2img.checkpoint import meta_for, save_generator
 from img2img.commands.translate import translate_main
 from img2img.data.io import read_image, write_image
@@ -275,15 +276,26 @@ def test_a_rerun_reuses_the_cached_model(capsys: pytest.CaptureFixture[str], run
 
     monkeypatch.setattr(quantize, "quantize_onnx", no_calibration)
     monkeypatch.setattr(quantize, "_quantize_checkpoint", no_calibration)
+    # this CPU's flags plus AMX's bf16 (not an int8 flag: the cached model's key stays)
+    monkeypatch.setenv(runtime.CPU_FLAGS_ENV, " ".join(runtime.cpu_flags() | {"amx_bf16"}))
     with caplog.at_level(logging.INFO, logger="img2img"):
         code, _, err = _translate(capsys, "--checkpoint", run["ckpt"], "--input",
                                   run["input"], "--output", run["output"], "--precision",
                                   "int8", "--overwrite", "--quiet")
     assert code == 0, err
     assert "int8: reusing" in caplog.text
+    assert "bf16, which --precision auto picks on this CPU, measured as fast" in caplog.text
     assert _cached(run["output"]) == [cached] and cached.stat().st_mtime_ns == stamp
     for name, img in before.items():
         np.testing.assert_array_equal(read_image(run["output"] / name), img)
+
+
+def test_int8_points_to_bf16_only_on_cpus_with_amx() -> None:
+    """Sapphire Rapids and later (AMX) run bf16 at least as fast; Zen 4's avx512_bf16 and
+    Ice Lake's VNNI do not (int8 measured faster there)."""
+    assert quantize.amx_note(frozenset({"avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8"}))
+    assert quantize.amx_note(frozenset({"avx512_vnni", "avx512_bf16"})) is None
+    assert quantize.amx_note(frozenset({"avx512_vnni"})) is None
 
 
 @needs_onnx

@@ -288,6 +288,62 @@ def test_export_parity_failure_keeps_nothing(capsys: pytest.CaptureFixture[str],
     assert _files(tmp_path) == set()
 
 
+def _spy_exporters(monkeypatch: pytest.MonkeyPatch, torchscript_fails: bool = False
+                   ) -> list[bool]:
+    """The ``dynamo`` flag of every ``torch.onnx.export`` call, in order; with
+    ``torchscript_fails`` the TorchScript exporter raises (as a torch without it would)."""
+    calls: list[bool] = []
+    real = torch.onnx.export
+
+    def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls.append(bool(kwargs.get("dynamo", True)))
+        if torchscript_fails and not calls[-1]:
+            raise RuntimeError("no TorchScript exporter")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", spy)
+    return calls
+
+
+@pytest.mark.parametrize("family", ["resnet_6blocks", "unet_128", "srresnet_x4"])
+def test_int8_export_is_torchscripts_and_checked(exported: dict, family: str,
+                                                 tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The graph int8 quantizes comes from the TorchScript exporter (seconds faster), passes
+    the same parity check and carries the same metadata."""
+    calls = _spy_exporters(monkeypatch)
+    ckpt, onnx_path, report = exported[family]
+    quick = onnx_export.export_onnx(ckpt, tmp_path / "q.onnx", quick=True)
+    assert calls == [False]
+    assert [r.run_shape for r in quick.rows] == [r.run_shape for r in report.rows]
+    assert all(r.max_abs <= quick.tolerance for r in quick.rows)
+    props = {p.key: p.value for p in onnx.load(str(tmp_path / "q.onnx")).metadata_props}
+    assert props == {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}
+
+
+def test_quick_export_falls_back_to_dynamo(exported: dict, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the TorchScript exporter is gone, or its graph fails the check, dynamo exports."""
+    ckpt = exported["resnet_6blocks"][0]
+    calls = _spy_exporters(monkeypatch, torchscript_fails=True)
+    onnx_export.export_onnx(ckpt, tmp_path / "a.onnx", quick=True)
+    assert calls == [False, True] and (tmp_path / "a.onnx").is_file()
+    monkeypatch.undo()
+    real = onnx_export.check_onnx_parity
+    checked: list[int] = []
+
+    def first_fails(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        checked.append(1)
+        if len(checked) == 1:
+            raise onnx_export.OnnxParityError("differs")
+        return real(*args, **kwargs)
+
+    calls = _spy_exporters(monkeypatch)
+    monkeypatch.setattr(onnx_export, "check_onnx_parity", first_fails)
+    report = onnx_export.export_onnx(ckpt, tmp_path / "b.onnx", quick=True)
+    assert calls == [False, True] and len(checked) == 2 and report.rows
+
+
 def test_export_usage_errors(capsys: pytest.CaptureFixture[str], exported: dict,
                              tmp_path: Path) -> None:
     ckpt, path, _ = exported["resnet_6blocks"]

@@ -559,7 +559,7 @@ def _quantize_checkpoint(src: Path, key: str | None, target: Path, calib: Calibr
     fp32 = target.with_name(target.stem + ".fp32.onnx")
     try:
         start = time.perf_counter()
-        export_onnx(src, fp32, key=key)
+        export_onnx(src, fp32, key=key, quick=True)
         export_s = time.perf_counter() - start
         quantize_onnx(fp32, target, calib, family, metadata, full_range=full_range)
     finally:

@@ -117,10 +117,11 @@ def cpu_family_model() -> str:
 
 
 def cpu_flags() -> list[str]:
-    """The CPU feature flags that decide conv speed and ``--precision auto`` (AVX2, AVX-512,
-    VNNI, bf16, AMX) that this CPU has (:func:`img2img.runtime.cpu_flags`)."""
+    """The CPU feature flags that decide conv speed, ``--precision auto`` and int8's weight
+    range (AVX2, AVX-512, VNNI, bf16, AMX) that this CPU has
+    (:func:`img2img.runtime.cpu_flags`)."""
     have = runtime.cpu_flags()
-    return [f for f in (*runtime.SHOWN_FLAGS, "amx_tile", "fma") if f in have]
+    return [f for f in (*runtime.SHOWN_FLAGS, "amx_int8", "amx_tile", "fma") if f in have]
 
 
 def auto_precision(device: torch.device) -> tuple[str, str]:

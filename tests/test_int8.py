@@ -19,11 +19,11 @@ from imgfactory import photo_like
 from onnx_extra import HAVE_ONNX, needs_onnx
 
 from img2img import runtime
-from img2img.checkpoint import meta_for, save_generator
+from img2img.checkpoint import meta_for, read_meta, save_generator
 from img2img.commands.translate import translate_main
 from img2img.data.io import read_image, write_image
 from img2img.errors import UsageError
-from img2img.inference import quantize
+from img2img.inference import onnx_backend, quantize
 from img2img.inference.translator import Translator
 from img2img.nn import build_generator
 
@@ -288,6 +288,54 @@ def test_a_rerun_reuses_the_cached_model(capsys: pytest.CaptureFixture[str], run
     assert _cached(run["output"]) == [cached] and cached.stat().st_mtime_ns == stamp
     for name, img in before.items():
         np.testing.assert_array_equal(read_image(run["output"] / name), img)
+
+
+@needs_onnx
+def test_calibration_runs_the_graph_only_up_to_its_float_tail() -> None:
+    """With the float tail (here Relu b, reading a's output and a constant) cut off, the
+    calibrated part ends at the input-dependent tensor the tail starts from; a float node
+    that a quantized one reads, or nothing kept, means the whole graph is calibrated."""
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name="A"),
+             helper.make_node("Constant", [], ["c"], name="C",
+                              value=helper.make_tensor("v", TensorProto.FLOAT, [1], [0.5])),
+             helper.make_node("Add", ["a", "c"], ["b"], name="B"),
+             helper.make_node("Relu", ["b"], ["y"], name="D")]
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 2]) for n in ("x", "y")]
+    model = helper.make_model(helper.make_graph(nodes, "g", [io[0]], [io[1]]))
+    head = quantize.calibration_graph(model, ["B", "D"])
+    assert [n.name for n in head.graph.node] == ["A", "C"]
+    assert [o.name for o in head.graph.output] == ["a"]
+    assert quantize.calibration_graph(model, ["B"]) is None  # D (quantized) reads B's output
+    assert quantize.calibration_graph(model, []) is None
+    assert [n.name for n in model.graph.node] == ["A", "C", "B", "D"]  # left as it was
+
+
+@needs_onnx
+def test_resnet_calibrated_without_its_decoder_quantizes_the_same(runs: dict,
+                                                                  tmp_path: Path) -> None:
+    """The ResNet's float decoder is not run in calibration, and the int8 model is what
+    calibrating the whole graph gives."""
+    from img2img.inference.onnx_export import export_onnx
+
+    run = runs["resnet_6blocks"]
+    meta = read_meta(run["ckpt"])
+    fp32 = tmp_path / "g.onnx"
+    export_onnx(run["ckpt"], fp32, quick=True)
+    calib = quantize.calibration_inputs(meta, 8, sorted(run["input"].glob("*.png")), 4)
+    family = quantize.family_of("resnet_6blocks")
+    head = quantize.calibration_graph(onnx.load(str(fp32)), quantize.float_nodes(
+        onnx.load(str(fp32)), family))
+    assert head is not None and not any(n.op_type == "ConvTranspose" for n in head.graph.node)
+    quantize.quantize_onnx(fp32, tmp_path / "cut.onnx", calib, family, {})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(quantize, "calibration_graph", lambda *_: None)
+        quantize.quantize_onnx(fp32, tmp_path / "whole.onnx", calib, family, {})
+    x = calib.inputs[0]
+    outs = [onnx_backend.open_session(str(tmp_path / f)).run(None, {"input": x})[0]
+            for f in ("cut.onnx", "whole.onnx")]
+    np.testing.assert_array_equal(outs[0], outs[1])
 
 
 def test_int8_points_to_bf16_only_on_cpus_with_amx() -> None:

@@ -57,8 +57,10 @@ thread), Zen 5; outputs within 1e-5, PSNR against fp32 unchanged.
 Normalisation layers elsewhere keep uint8 tensors around them (ONNX Runtime computes them in
 float between a DequantizeLinear and a QuantizeLinear).
 
-Calibration inputs are made by the translator's own preparation (padding, value range,
-channel order) from the first ``count`` images of the run or of ``--calibrate DIR``: an
+Calibration runs the graph only up to where its float tail starts
+(:func:`calibration_graph`: the ResNet decoder's ranges are never used). Calibration
+inputs are made by the translator's own preparation (padding, value range, channel order)
+from the first ``count`` images of the run or of ``--calibrate DIR``: an
 image run whole gives one window; an image large enough to be tiled gives tiles spread over
 it (at most ``ceil(count / images)`` each, ``count`` in all). Each window is cut to a
 :data:`CALIBRATION_CROP`-pixel square at a seeded position: the ranges of 8 such crops gave
@@ -341,6 +343,41 @@ def float_nodes(model: Any, family: Family) -> list[str]:
     return list(keep)
 
 
+def calibration_graph(model: Any, keep: Sequence[str]) -> Any | None:
+    """The part of ``model`` whose tensors' ranges quantization needs when the nodes ``keep``
+    stay float: every other node, with the input-dependent tensors where that float tail
+    starts (the ResNet decoder's input, say) as outputs; None when ``keep`` is not a tail
+    of the graph (a quantized node reads a float one's output) or is empty, and the whole
+    model is calibrated.
+
+    The ResNet generators' float decoder is about a third of their fp32 run, all of it
+    calibration time for nothing: trained resnet_9blocks, 8 crops, 2-core Xeon (family 6
+    model 167): 6.6 -> 4.4 s, the quantized model's outputs identical."""
+    import onnx
+
+    kept = set(keep)
+    nodes = list(model.graph.node)
+    inside = {o for n in nodes if n.name in kept for o in n.output}
+    if not kept or any(i in inside for n in nodes if n.name not in kept for i in n.input):
+        return None
+    varying = {i.name for i in model.graph.input}  # tensors that depend on the input
+    for n in nodes:
+        if n.name not in kept and any(i in varying for i in n.input):
+            varying.update(n.output)
+    starts = list(dict.fromkeys(i for n in nodes if n.name in kept for i in n.input
+                                if i in varying))
+    if not starts:
+        return None
+    head = onnx.ModelProto()
+    head.CopyFrom(model)
+    del head.graph.node[:]
+    head.graph.node.extend(n for n in nodes if n.name not in kept)
+    del head.graph.output[:]
+    head.graph.output.extend(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT,
+                                                                None) for name in starts)
+    return head
+
+
 class _Reader:
     """ONNX Runtime's calibration data reader over recorded inputs."""
 
@@ -389,6 +426,10 @@ def quantize_onnx(fp32: Path, out: Path, calibration: Calibration, family: Famil
             onnx.save(model, str(fp32))
         keep = float_nodes(model, family)
         input_name = model.graph.input[0].name
+        head = calibration_graph(model, keep)
+        if head is not None:
+            fp32 = Path(work) / "calibrated-part.onnx"
+            onnx.save(head, str(fp32))
         ranges = _calibrate(fp32, _Reader(input_name, calibration.inputs), Path(work))
         quantize_static(
             model, str(tmp), None, calibration_cache_path=ranges,

@@ -335,7 +335,10 @@ def test_resnet_calibrated_without_its_decoder_quantizes_the_same(runs: dict,
     x = calib.inputs[0]
     outs = [onnx_backend.open_session(str(tmp_path / f)).run(None, {"input": x})[0]
             for f in ("cut.onnx", "whole.onnx")]
-    np.testing.assert_array_equal(outs[0], outs[1])
+    # equal here; a CPU whose kernels round the two graphs' tensors apart in the last bit
+    # may move a range by as much, so allow a stray quantization step
+    assert np.abs(outs[0] - outs[1]).max() <= 0.02
+    assert np.abs(outs[0] - outs[1]).mean() <= 1e-3
 
 
 def test_int8_points_to_bf16_only_on_cpus_with_amx() -> None:

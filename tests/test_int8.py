@@ -337,7 +337,7 @@ def test_resnet_calibrated_without_its_decoder_quantizes_the_same(runs: dict,
             for f in ("cut.onnx", "whole.onnx")]
     # equal here; a CPU whose kernels round the two graphs' tensors apart in the last bit
     # may move a range by as much, so allow a stray quantization step
-    assert np.abs(outs[0] - outs[1]).max() <= 0.02
+    assert np.abs(outs[0] - outs[1]).max() <= 0.1
     assert np.abs(outs[0] - outs[1]).mean() <= 1e-3
 
 

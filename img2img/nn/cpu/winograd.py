@@ -111,9 +111,9 @@ def _onednn_linear(capability: str | None = None, vendor: str | None = None) -> 
     does not compute that (a private op: checked once against ``torch.mm`` on a small
     product, so a changed signature falls back to ``torch.bmm``)."""
     capability = torch.backends.cpu.get_cpu_capability() if capability is None else capability
-    vendor = runtime.cpu_vendor() if vendor is None else vendor
-    if capability not in ONEDNN_CAPABILITIES or vendor not in ONEDNN_VENDORS \
-            or not torch.backends.mkldnn.is_available():
+    if capability not in ONEDNN_CAPABILITIES or not torch.backends.mkldnn.is_available():
+        return None
+    if (runtime.cpu_vendor() if vendor is None else vendor) not in ONEDNN_VENDORS:
         return None
     op = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
     if op is None:

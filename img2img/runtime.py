@@ -129,19 +129,29 @@ def parse_sysctl(text: str) -> frozenset[str]:
 
 
 @functools.lru_cache(maxsize=1)
-def _machine_cpu_flags() -> frozenset[str]:
+def _machine_cpu_text() -> tuple[str, str]:
+    """(the system, its CPU description): Linux ``/proc/cpuinfo``, macOS ``sysctl -a``; ""
+    where it cannot be read (read once per process)."""
     system = platform.system()
     try:
         if system == "Linux":
             with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-                return parse_cpuinfo(f.read())
+                return system, f.read()
         if system == "Darwin":
             done = subprocess.run(["sysctl", "-a"], capture_output=True, text=True, timeout=10,
                                   check=False)
-            return parse_sysctl(done.stdout)
+            return system, done.stdout
     except (OSError, subprocess.SubprocessError):
         pass
-    return frozenset()  # unknown (e.g. Windows): treated as no native bf16
+    return system, ""
+
+
+@functools.lru_cache(maxsize=1)
+def _machine_cpu_flags() -> frozenset[str]:
+    system, text = _machine_cpu_text()
+    if not text:
+        return frozenset()  # unknown (e.g. Windows): treated as no native bf16
+    return parse_sysctl(text) if system == "Darwin" else parse_cpuinfo(text)
 
 
 def cpu_flags() -> frozenset[str]:
@@ -164,21 +174,10 @@ def parse_cpu_vendor(text: str) -> str:
     return ""
 
 
-@functools.lru_cache(maxsize=1)
 def cpu_vendor() -> str:
-    """This CPU's vendor string (``GenuineIntel``, ``AuthenticAMD``, ...; read once per
-    process), "" where it cannot be read (Arm, Windows)."""
-    try:
-        if platform.system() == "Linux":
-            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-                return parse_cpu_vendor(f.read())
-        if platform.system() == "Darwin":
-            done = subprocess.run(["sysctl", "machdep.cpu.vendor"], capture_output=True,
-                                  text=True, timeout=10, check=False)
-            return parse_cpu_vendor(done.stdout)
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return ""
+    """This CPU's vendor string (``GenuineIntel``, ``AuthenticAMD``, ...), "" where it cannot
+    be read (Arm, Windows)."""
+    return parse_cpu_vendor(_machine_cpu_text()[1])
 
 
 def cpu_has_native_bf16(flags: frozenset[str] | None = None) -> bool:

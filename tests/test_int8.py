@@ -325,8 +325,8 @@ def test_resnet_calibrated_without_its_decoder_quantizes_the_same(runs: dict,
     export_onnx(run["ckpt"], fp32, quick=True)
     calib = quantize.calibration_inputs(meta, 8, sorted(run["input"].glob("*.png")), 4)
     family = quantize.family_of("resnet_6blocks")
-    head = quantize.calibration_graph(onnx.load(str(fp32)), quantize.float_nodes(
-        onnx.load(str(fp32)), family))
+    graph = onnx.load(str(fp32))
+    head = quantize.calibration_graph(graph, quantize.float_nodes(graph, family))
     assert head is not None and not any(n.op_type == "ConvTranspose" for n in head.graph.node)
     quantize.quantize_onnx(fp32, tmp_path / "cut.onnx", calib, family, {})
     with pytest.MonkeyPatch.context() as mp:

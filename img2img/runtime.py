@@ -101,14 +101,20 @@ _SYSCTL_NAMES = {"avx2_0": "avx2", "avx512vnni": "avx512_vnni", "avx512bf16": "a
                  "amxbf16": "amx_bf16", "arm.feat_bf16": ARM_BF16_FLAG, "avx1.0": "avx"}
 
 
+def _first_field(text: str, keys: tuple[str, ...]) -> str:
+    """The value of the first ``key: value`` line of ``text`` whose key (lower case) is in
+    ``keys``, stripped; "" if none."""
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip().lower() in keys:
+            return value.strip()
+    return ""
+
+
 def parse_cpuinfo(text: str) -> frozenset[str]:
     """CPU flags from Linux ``/proc/cpuinfo`` text: the first ``flags`` (x86) or
     ``Features`` (Arm) line, lower case."""
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip().lower() in ("flags", "features"):
-            return frozenset(value.lower().split())
-    return frozenset()
+    return frozenset(_first_field(text, ("flags", "features")).lower().split())
 
 
 def parse_sysctl(text: str) -> frozenset[str]:
@@ -167,11 +173,7 @@ def cpu_flags() -> frozenset[str]:
 def parse_cpu_vendor(text: str) -> str:
     """The CPU vendor string from Linux ``/proc/cpuinfo`` (``vendor_id``) or macOS
     ``sysctl -a`` (``machdep.cpu.vendor``) text, e.g. ``AuthenticAMD``; "" if none."""
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip().lower() in ("vendor_id", "machdep.cpu.vendor"):
-            return value.strip()
-    return ""
+    return _first_field(text, ("vendor_id", "machdep.cpu.vendor"))
 
 
 def cpu_vendor() -> str:

@@ -135,12 +135,14 @@ def test_epoch_schedule_decays_to_zero(toy_data: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_cyclegan_learns_toy_translation(toy_data: Path, tmp_path: Path, precision: str) -> None:
-    """A tiny CycleGAN, a few hundred steps: G_A2B clearly beats the identity mapping.
+    """A tiny CycleGAN, 150 steps: G_A2B clearly beats the identity mapping.
 
-    The same test in bf16 (autocast, fp32 weights) must learn as well as fp32.
+    The same test in bf16 (autocast, fp32 weights) must learn as well as fp32. Measured on
+    a Zen 3 (2026-12-03), model error / identity error: fp32 0.33 at 300 steps, 0.31 at
+    150; bf16 0.29 and 0.31 (bf16 is emulated on CPUs without native bf16: 60 s -> 28 s).
     """
     out = tmp_path / "learn"
-    train(tiny(toy_data, out, steps=300, decay_steps=100, lambda_identity=0.0, lr=1e-3,
+    train(tiny(toy_data, out, steps=150, decay_steps=50, lambda_identity=0.0, lr=1e-3,
                seed=0, precision=precision))
     translator = Translator.from_checkpoint(out / "G_A2B.safetensors", device="cpu")
     err_model, err_identity = [], []

@@ -15,7 +15,10 @@ the whole decoder 249 -> 142 ms of a 1.24 s image.
 The channels-last statistics are summed in one float pass, not pairwise: the normalised
 values differ from ``nn.InstanceNorm2d``'s by up to ~1e-4 (512x512 maps), the generator's
 output by ~2e-6. Training keeps NCHW (forward + backward of the transposed convs measured
-no faster in channels-last), as does every other device.
+no faster in channels-last), as does every other device: on 2 Zen 3 cores the second one
+(128 -> 64 channels, 128x128 in) ran its forward in 19 vs 48 ms channels-last, but its
+weight gradient in 214 vs 42 ms, and converting a 64 x 256x256 map between the layouts
+costs 7-24 ms.
 """
 
 from __future__ import annotations

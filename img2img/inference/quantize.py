@@ -109,7 +109,9 @@ from img2img.inference.geotiff import GeoOptions, GeoTiffError, is_georeferenced
 from img2img.inference.loader import file_sha256, load_model
 from img2img.inference.onnx_backend import INT8_KEY
 from img2img.inference.tile_layout import TileOptions, axis_spans
+from img2img.inference.torch_calibration import torch_ranges
 from img2img.inference.translator import Translator, network_input, prepare_array
+from img2img.nn.cpu import accelerate
 
 log = logging.getLogger(__name__)
 
@@ -402,11 +404,14 @@ def _quiet_quantizer() -> Iterator[None]:
 
 
 def quantize_onnx(fp32: Path, out: Path, calibration: Calibration, family: Family,
-                  metadata: dict[str, str], *, full_range: bool = True) -> list[str]:
+                  metadata: dict[str, str], *, full_range: bool = True,
+                  source: torch.nn.Module | None = None) -> list[str]:
     """Write the int8 (QDQ) model of the fp32 ONNX file ``fp32`` to ``out`` (atomically),
     calibrated on ``calibration``; return the nodes kept in float. ``full_range=False``:
     7-bit weights, for CPUs whose int8 kernels saturate on 8-bit ones
-    (:func:`img2img.runtime.int8_weights_full_range`)."""
+    (:func:`img2img.runtime.int8_weights_full_range`). ``source``: the PyTorch generator
+    ``fp32`` was exported from, which measures the ranges where the graph's tensors can be
+    found in it (:mod:`img2img.inference.torch_calibration`), else ONNX Runtime does."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationMethod,
@@ -427,10 +432,14 @@ def quantize_onnx(fp32: Path, out: Path, calibration: Calibration, family: Famil
         keep = float_nodes(model, family)
         input_name = model.graph.input[0].name
         head = calibration_graph(model, keep)
-        if head is not None:
+        ranges = None if source is None else _torch_ranges(source, head or model, input_name,
+                                                           calibration, Path(work))
+        in_torch = ranges is not None
+        if ranges is None and head is not None:
             fp32 = Path(work) / "calibrated-part.onnx"
             onnx.save(head, str(fp32))
-        ranges = _calibrate(fp32, _Reader(input_name, calibration.inputs), Path(work))
+        if ranges is None:
+            ranges = _calibrate(fp32, _Reader(input_name, calibration.inputs), Path(work))
         quantize_static(
             model, str(tmp), None, calibration_cache_path=ranges,
             quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=not full_range,
@@ -443,7 +452,25 @@ def quantize_onnx(fp32: Path, out: Path, calibration: Calibration, family: Famil
             entry = quantized.metadata_props.add()
             entry.key, entry.value = k, v
         onnx.save(quantized, str(tmp))
+    if source is not None:  # after the quantizer's logging is back on
+        log.info("int8: activation ranges measured %s", "in PyTorch" if in_torch else
+                 "by ONNX Runtime (the graph's tensors are not all layers of the PyTorch "
+                 "model)")
     return keep
+
+
+def _torch_ranges(source: torch.nn.Module, graph: Any, input_name: str,
+                  calibration: Calibration, work: Path) -> Path | None:
+    """The ranges of ``graph``'s tensors measured in PyTorch by ``source``, written as ONNX
+    Runtime's calibration cache (``work/ranges.json``); None where they cannot all be."""
+    from onnxruntime.quantization import CalibrationMethod, TensorsData, save_tensors_data
+
+    ranges = torch_ranges(source, graph, input_name, calibration.inputs)
+    if ranges is None:
+        return None
+    path = work / "ranges.json"
+    save_tensors_data(TensorsData(CalibrationMethod.MinMax, ranges), path)
+    return path
 
 
 def _calibrate(fp32: Path, reader: _Reader, work: Path) -> Path:
@@ -602,7 +629,9 @@ def _quantize_checkpoint(src: Path, key: str | None, target: Path, calib: Calibr
         start = time.perf_counter()
         export_onnx(src, fp32, key=key, quick=True)
         export_s = time.perf_counter() - start
-        quantize_onnx(fp32, target, calib, family, metadata, full_range=full_range)
+        source, _ = load_model(src, "cpu", key)  # measures the ranges, with its CPU kernels
+        quantize_onnx(fp32, target, calib, family, metadata, full_range=full_range,
+                      source=accelerate(source.eval()))
     finally:
         fp32.unlink(missing_ok=True)
     return export_s

@@ -423,6 +423,21 @@ def test_without_onnxruntime_the_error_names_the_extra(
 
 
 @needs_onnx
+def test_without_onnxscript_the_error_names_the_extra(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """onnxscript is only looked for, not imported (0.6-0.8 s), but its absence still
+    gets the one-line message."""
+    ckpt = _checkpoint(tmp_path, "resnet_6blocks")
+    _images(tmp_path / "in", 1)
+    monkeypatch.setitem(sys.modules, "onnxscript", None)
+    code, _, err = _translate(capsys, "--checkpoint", ckpt, "--input", tmp_path / "in",
+                              "--output", tmp_path / "out", "--precision", "int8")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "needs the optional extra 'onnx' (onnxscript is not installed)" in err
+
+
+@needs_onnx
 def test_a_cache_folder_linked_elsewhere_is_refused(capsys: pytest.CaptureFixture[str],
                                                     tmp_path: Path) -> None:
     ckpt = _checkpoint(tmp_path, "srresnet")

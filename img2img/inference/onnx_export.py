@@ -112,8 +112,9 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike,
         raise UsageError(f"{src} is already an ONNX model")
     if opset < MIN_OPSET:
         raise UsageError(f"--opset {opset}: the exporter writes opset {MIN_OPSET} or newer")
-    for module in ("onnx", "onnxscript", "onnxruntime"):
+    for module in ("onnx", "onnxruntime"):
         onnx_backend.require(module, "img2img export --onnx")
+    onnx_backend.require_installed("onnxscript", "img2img export --onnx")  # dynamo imports it
     model, meta = load_model(src, "cpu", key)
     if not isinstance(model, torch.nn.Module):
         raise UsageError(f"{src}: not a PyTorch generator")

@@ -35,6 +35,27 @@ class _Mismatch(Exception):
     """A hooked module's output is not a float tensor."""
 
 
+# Inputs of one shape run as one batch of up to this many pixels: 8 crops of 256x256 at
+# once took 1.67-1.89 s against 1.84-2.14 s one by one (resnet_9blocks' calibrated part,
+# 2 Zen 5 cores); the networks calibrated here treat the images of a batch independently
+# (instance norm, or batch norm with running statistics), and a range is over all of them.
+BATCH_PIXELS = 8 * 256 * 256
+
+
+def _batches(inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """``inputs`` (N, C, H, W) joined along N by shape, each batch at most
+    :data:`BATCH_PIXELS` pixels (one input at least)."""
+    by_shape: dict[tuple[int, ...], list[np.ndarray]] = {}
+    for x in inputs:
+        by_shape.setdefault(x.shape[1:], []).append(x)
+    batches = []
+    for same in by_shape.values():
+        pixels = same[0].shape[0] * same[0].shape[-1] * same[0].shape[-2]
+        step = max(1, BATCH_PIXELS // max(pixels, 1))
+        batches += [np.concatenate(same[i:i + step]) for i in range(0, len(same), step)]
+    return batches
+
+
 def tensors_to_calibrate(graph: Any) -> list[str]:
     """The float tensors ONNX Runtime's calibrator takes ranges of: every input and output
     of every node that is not an initializer (graph order)."""
@@ -147,7 +168,7 @@ def torch_ranges(model: torch.nn.Module, graph: Any, input_name: str,
     handles = [modules[m].register_forward_hook(hook(t)) for t, m in mapping.items()]
     try:
         with torch.no_grad():
-            for x in inputs:
+            for x in _batches(inputs):
                 passes[0] += 1
                 try:
                     model(torch.from_numpy(x))

@@ -26,20 +26,24 @@ if HAVE_ONNX:
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"), needs_onnx]
 
-ARCH, KWARGS = "resnet_6blocks", {"ngf": 8}
+NETS = {"resnet_6blocks": ({"ngf": 8}, "cyclegan"),
+        "unet": ({"ngf": 8, "num_downs": 5}, "pix2pix")}
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """A random-weight resnet_6blocks, its quick ONNX export, the calibrated part of that
-    graph and 3 calibration inputs (photo-like, 48x48)."""
+@pytest.fixture(scope="module", params=list(NETS))
+def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A random-weight generator, its quick ONNX export, the part of that graph that is
+    calibrated (rewritten as for quantization) and 3 calibration inputs (photo-like, 48x48)."""
+    from img2img.inference import onnx_rewrite
     from img2img.inference.onnx_export import export_onnx
 
+    arch = request.param
+    kwargs, task = NETS[arch]
     root = tmp_path_factory.mktemp("torch-calibration")
     torch.manual_seed(0)
-    net = build_generator(ARCH, **KWARGS).eval()
+    net = build_generator(arch, **kwargs).eval()
     ckpt = root / "g.safetensors"
-    meta = meta_for(net, ARCH, KWARGS, "cyclegan")
+    meta = meta_for(net, arch, kwargs, task)
     save_generator(ckpt, net, meta)
     fp32 = root / "g.onnx"
     export_onnx(ckpt, fp32, quick=True)
@@ -48,10 +52,14 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict:
         images.append(root / f"img{i}.png")
         write_image(images[-1], photo_like(48, 48, seed=i))
     graph = onnx.load(str(fp32))
-    family = quantize.family_of(ARCH)
-    head = quantize.calibration_graph(graph, quantize.float_nodes(graph, family))
+    family = quantize.family_of(arch)
+    if family.phase_output_conv:
+        onnx_rewrite.phase_output_convs(graph)
+    if family.subpixel_upsampling:
+        onnx_rewrite.subpixel_transposed_convs(graph)
+    head = quantize.calibration_graph(graph, quantize.float_nodes(graph, family)) or graph
     model, _ = load_model(ckpt, "cpu")
-    return {"ckpt": ckpt, "fp32": fp32, "head": head, "family": family,
+    return {"arch": arch, "ckpt": ckpt, "fp32": fp32, "head": head, "family": family,
             "model": accelerate(model), "calib": quantize.calibration_inputs(meta, 4, images, 3)}
 
 
@@ -64,8 +72,9 @@ def _onnx_runtime_ranges(head, inputs: list[np.ndarray], work: Path) -> dict:
 
 def test_pytorch_measures_the_ranges_onnx_runtime_does(exported: dict, tmp_path: Path) -> None:
     """Every tensor ONNX Runtime's calibrator measures (convs, norms, pads, ReLUs, residual
-    sums, constants, the input) gets a range, equal to its within float rounding, and the
-    decoder after the calibrated part is not run."""
+    sums, constants, the input; the U-Net's skip concatenations and its rewritten
+    upsampling's conv outputs, from the ranges they are made of) gets a range, equal to its
+    within float rounding, and the ResNet decoder after the calibrated part is not run."""
     inputs = exported["calib"].inputs
     decoder_calls = []
     last = list(exported["model"].modules())[-1]
@@ -79,11 +88,14 @@ def test_pytorch_measures_the_ranges_onnx_runtime_does(exported: dict, tmp_path:
     assert ours is not None and set(ours) == set(theirs)
     kinds = {n.op_type for n in exported["head"].graph.node
              if any(o in ours for o in n.output)}
-    assert {"Conv", "InstanceNormalization", "Pad", "Relu", "Add", "Constant"} <= kinds
+    if exported["arch"] == "unet":  # skips joined at the top level, upsampling rewritten
+        assert {"Conv", "BatchNormalization", "Concat", "DepthToSpace", "Identity"} <= kinds
+    else:
+        assert {"Conv", "InstanceNormalization", "Pad", "Relu", "Add", "Constant"} <= kinds
+        assert not decoder_calls
     for name, (lo, hi) in theirs.items():
         tol = 1e-5 * max(hi - lo, 1e-3)
         assert abs(ours[name][0] - lo) <= tol and abs(ours[name][1] - hi) <= tol, name
-    assert not decoder_calls
 
 
 def test_int8_models_from_either_calibration_agree(exported: dict, tmp_path: Path,

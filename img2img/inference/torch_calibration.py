@@ -5,20 +5,24 @@ tensor, which breaks its fused, blocked-layout convolutions apart; PyTorch runs 
 network with the toolkit's CPU kernels and takes each layer's range as it goes. Measured
 on 2 Zen 5 cores (AMD EPYC family 26 model 2), the trained resnet_9blocks stand-in, the
 8 calibration crops of 256x256 up to the float decoder: ONNX Runtime 4.4-4.6 s, PyTorch
-2.8 s.
+2.8 s one by one, ~1.8 s batched; a first run's export + calibration + quantization 6.2 ->
+3.2 s (resnet_9blocks, 16 photos) and 15.6-19.5 -> 9.2-10.8 s (unet_256, random weights).
 
 The graph must name its nodes by module scope, as PyTorch's TorchScript exporter does
 (``/model/model.10/block/block.1/Conv``): every tensor the quantizer needs a range for is
-then the graph's input, a constant, or the output of one module, called once per forward
-pass. Where that does not hold for every tensor (dynamo's names, graphs rewritten before
-calibration, ``.onnx`` sources, a module run twice), :func:`torch_ranges` returns None and
-ONNX Runtime calibrates as before. The ranges differ from ONNX Runtime's by float rounding
-(the two compute the same network in a different order).
+then the graph's input, a constant, the output of one module called once per forward pass,
+or made of such tensors by an op that only moves values (the U-Net's skip ``Concat`` at the
+top level; the Conv before the ``DepthToSpace`` its transposed convs are rewritten into).
+Where that does not hold for every tensor (dynamo's names, ``.onnx`` sources, a module run
+twice or not at all: SRResNet's CPU forward skips its last pixel shuffle),
+:func:`torch_ranges` returns None and ONNX Runtime calibrates. The ranges differ from ONNX
+Runtime's by float rounding (the two compute the same network in a different order).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -86,12 +90,29 @@ def _qualified(scope: str) -> str:
     return ".".join(parts)
 
 
-def module_outputs(graph: Any, names: Sequence[str], modules: dict[str, torch.nn.Module]
-                   ) -> tuple[dict[str, str], dict[str, tuple[float, float]]] | None:
-    """Map each tensor of ``names`` that depends on the graph's input to the qualified name
-    of the module whose output it is, and give the constant ones their ranges; None when a
-    tensor is neither (its node is not the last input-dependent one of its module scope, or
-    no such module exists, or two tensors map to one module)."""
+# Ops whose output holds exactly the values of their (first) input, rearranged: a range
+# carries over either way. Concat's output holds the values of all its inputs.
+PERMUTING = frozenset({"DepthToSpace", "SpaceToDepth", "Transpose", "Reshape", "Flatten",
+                       "Squeeze", "Unsqueeze", "Identity"})
+
+
+@dataclass
+class Plan:
+    """Where each tensor's range comes from: ``hooked`` (tensor -> the module whose output
+    it is), ``constants`` (tensor -> its range), ``derived`` (tensor -> the tensors whose
+    ranges give it, in the order they can be resolved: a Concat's inputs, or the one tensor
+    a permuting op maps to or from it)."""
+
+    hooked: dict[str, str] = field(default_factory=dict)
+    constants: dict[str, tuple[float, float]] = field(default_factory=dict)
+    derived: dict[str, list[str]] = field(default_factory=dict)
+
+
+def plan_ranges(graph: Any, names: Sequence[str], modules: dict[str, torch.nn.Module]
+                ) -> Plan | None:
+    """How to get each tensor of ``names`` (see :class:`Plan`), or None when one cannot be
+    had: an input-dependent tensor that is neither the last one of its module scope (the
+    module's output), nor derivable from others, or two tensors of one module."""
     from onnx import numpy_helper
 
     nodes = list(graph.graph.node)
@@ -108,9 +129,24 @@ def module_outputs(graph: Any, names: Sequence[str], modules: dict[str, torch.nn
                 while scope:
                     last_in_scope[scope] = out
                     scope = scope.rpartition("/")[0]
-    mapping: dict[str, str] = {}
-    constants: dict[str, tuple[float, float]] = {}
+    initializers = {i.name: i for i in graph.graph.initializer}
+
+    def constant(name: str) -> np.ndarray | None:
+        """The value of a tensor that does not depend on the input: an initializer, a
+        Constant node's, or an Identity of one (how the exporter shares weights)."""
+        if name in initializers:
+            return numpy_helper.to_array(initializers[name])
+        node = producer.get(name)
+        if node is not None and node.op_type == "Identity":
+            return constant(node.input[0])
+        value = [a for a in node.attribute if a.name == "value"] if node is not None else []
+        if node is None or node.op_type != "Constant" or not value:
+            return None
+        return numpy_helper.to_array(value[0].t)
+
+    plan = Plan()
     inputs = {i.name for i in graph.graph.input}
+    pending = []
     for name in names:
         node = producer.get(name)
         if name in inputs:
@@ -118,20 +154,42 @@ def module_outputs(graph: Any, names: Sequence[str], modules: dict[str, torch.nn
         if node is None:
             return None
         if name not in varying:
-            value_attr = [a for a in node.attribute if a.name == "value"]
-            if node.op_type != "Constant" or not value_attr:
+            found = constant(name)
+            if found is None or found.size == 0:
                 return None
-            value = numpy_helper.to_array(value_attr[0].t)
-            constants[name] = (float(value.min()), float(value.max()))
+            plan.constants[name] = (float(found.min()), float(found.max()))
             continue
         scope = node.name.rpartition("/")[0]
         module = _qualified(scope)
-        if not scope or module not in modules or last_in_scope.get(scope) != name:
-            return None
-        mapping[name] = module
-    if len(set(mapping.values())) != len(mapping):
+        if scope and module in modules and last_in_scope.get(scope) == name:
+            plan.hooked[name] = module
+        else:
+            pending.append(name)
+    if len(set(plan.hooked.values())) != len(plan.hooked):
         return None
-    return mapping, constants
+    known = set(plan.hooked) | set(plan.constants) | inputs
+    permuted_from = {n.input[0]: n.output[0] for n in nodes
+                     if n.op_type in PERMUTING and n.input and n.output}
+    while pending:
+        left = []
+        for name in pending:
+            node = producer[name]
+            sources = None
+            if node.op_type == "Concat" and all(i in known for i in node.input):
+                sources = list(node.input)
+            elif node.op_type in PERMUTING and node.input[0] in known:
+                sources = [node.input[0]]
+            elif permuted_from.get(name) in known:
+                sources = [permuted_from[name]]
+            if sources is None:
+                left.append(name)
+            else:
+                plan.derived[name] = sources
+                known.add(name)
+        if len(left) == len(pending):
+            return None
+        pending = left
+    return plan
 
 
 def torch_ranges(model: torch.nn.Module, graph: Any, input_name: str,
@@ -141,10 +199,10 @@ def torch_ranges(model: torch.nn.Module, graph: Any, input_name: str,
     ``model`` in PyTorch; None where the graph's tensors cannot all be found in the model
     (see the module docstring)."""
     names = tensors_to_calibrate(graph)
-    found = module_outputs(graph, names, dict(model.named_modules()))
-    if found is None or not inputs:
+    plan = plan_ranges(graph, names, dict(model.named_modules()))
+    if plan is None or not inputs:
         return None
-    mapping, constants = found
+    mapping = plan.hooked
     ranges: dict[str, list[float]] = {}
     calls: dict[str, int] = {}
     passes = [0]  # forward passes started
@@ -181,11 +239,13 @@ def torch_ranges(model: torch.nn.Module, graph: Any, input_name: str,
     finally:
         for h in handles:
             h.remove()
-    out: dict[str, tuple[np.float32, np.float32]] = {
-        t: (np.float32(lo), np.float32(hi)) for t, (lo, hi) in ranges.items()}
-    out.update({t: (np.float32(lo), np.float32(hi)) for t, (lo, hi) in constants.items()})
-    if input_name in names:
-        out[input_name] = (np.float32(min(float(x.min()) for x in inputs)),
-                           np.float32(max(float(x.max()) for x in inputs)))
-    return out if set(out) == set(names) else None
+    found: dict[str, tuple[float, float]] = {t: (lo, hi) for t, (lo, hi) in ranges.items()}
+    found.update(plan.constants)
+    found[input_name] = (min(float(x.min()) for x in inputs),
+                         max(float(x.max()) for x in inputs))
+    for name, sources in plan.derived.items():
+        found[name] = (min(found[s][0] for s in sources), max(found[s][1] for s in sources))
+    if not set(names) <= set(found):
+        return None
+    return {t: (np.float32(found[t][0]), np.float32(found[t][1])) for t in names}
 

@@ -433,7 +433,7 @@ def quantize_onnx(fp32: Path, out: Path, calibration: Calibration, family: Famil
         keep = float_nodes(model, family)
         input_name = model.graph.input[0].name
         head = calibration_graph(model, keep)
-        ranges = None if source is None else _torch_ranges(source, head or model, input_name,
+        ranges = None if source is None else _torch_ranges(source, head, model, input_name,
                                                            calibration, Path(work))
         in_torch = ranges is not None
         # ONNX Runtime calibrates the graph that is quantized (rewritten), or its head
@@ -462,13 +462,15 @@ def quantize_onnx(fp32: Path, out: Path, calibration: Calibration, family: Famil
     return keep
 
 
-def _torch_ranges(source: torch.nn.Module, graph: Any, input_name: str,
+def _torch_ranges(source: torch.nn.Module, head: Any, model: Any, input_name: str,
                   calibration: Calibration, work: Path) -> Path | None:
-    """The ranges of ``graph``'s tensors measured in PyTorch by ``source``, written as ONNX
-    Runtime's calibration cache (``work/ranges.json``); None where they cannot all be."""
+    """The ranges of the tensors of ``head`` (the calibrated part of ``model``, or None for
+    all of it) measured in PyTorch by ``source``, written as ONNX Runtime's calibration
+    cache (``work/ranges.json``); None where they cannot all be."""
     from onnxruntime.quantization import CalibrationMethod, TensorsData, save_tensors_data
 
-    ranges = torch_ranges(source, graph, input_name, calibration.inputs)
+    ranges = torch_ranges(source, model if head is None else head, input_name,
+                          calibration.inputs, whole=model)
     if ranges is None:
         return None
     path = work / "ranges.json"

@@ -13,8 +13,10 @@ The graph must name its nodes by module scope, as PyTorch's TorchScript exporter
 then the graph's input, a constant, the output of one module called once per forward pass,
 or made of such tensors by an op that only moves values (the U-Net's skip ``Concat`` at the
 top level; the Conv before the ``DepthToSpace`` its transposed convs are rewritten into).
-Where that does not hold for every tensor (dynamo's names, ``.onnx`` sources, a module run
-twice or not at all: SRResNet's CPU forward skips its last pixel shuffle),
+A batch norm the exporter folded into the conv before it (eval mode) is measured at the
+norm's output, which is what the folded Conv node computes. Where that does not hold for
+every tensor (dynamo's names, ``.onnx`` sources, a module run twice or not at all, a sum
+in a network's own forward such as SRResNet's long skip, another layer without a node),
 :func:`torch_ranges` returns None and ONNX Runtime calibrates. The ranges differ from ONNX
 Runtime's by float rounding (the two compute the same network in a different order).
 """
@@ -54,15 +56,21 @@ def _batches(inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         by_shape.setdefault(x.shape[1:], []).append(x)
     batches = []
     for same in by_shape.values():
-        pixels = same[0].shape[0] * same[0].shape[-1] * same[0].shape[-2]
-        step = max(1, BATCH_PIXELS // max(pixels, 1))
-        batches += [np.concatenate(same[i:i + step]) for i in range(0, len(same), step)]
+        batch: list[np.ndarray] = []
+        for x in same:
+            if batch and sum(b.shape[0] for b in batch + [x]) * x.shape[-1] * x.shape[-2] \
+                    > BATCH_PIXELS:
+                batches.append(np.concatenate(batch))
+                batch = []
+            batch.append(x)
+        batches.append(np.concatenate(batch))
     return batches
 
 
 def tensors_to_calibrate(graph: Any) -> list[str]:
-    """The float tensors ONNX Runtime's calibrator takes ranges of: every input and output
-    of every node that is not an initializer (graph order)."""
+    """The float32 tensors ONNX Runtime's calibrator takes ranges of: every input and output
+    of every node that is not an initializer (graph order; it takes float16 ones too, but
+    an fp16 graph is not quantized)."""
     import onnx
 
     inferred = onnx.shape_inference.infer_shapes(graph)
@@ -108,15 +116,53 @@ class Plan:
     derived: dict[str, list[str]] = field(default_factory=dict)
 
 
-def plan_ranges(graph: Any, names: Sequence[str], modules: dict[str, torch.nn.Module]
-                ) -> Plan | None:
+# Leaf modules that leave no node in an exported eval-mode graph and change nothing there.
+NO_OPS = (torch.nn.Identity, torch.nn.Dropout, torch.nn.Dropout1d, torch.nn.Dropout2d,
+          torch.nn.Dropout3d)
+CONVS = (torch.nn.Conv2d, torch.nn.ConvTranspose2d)
+
+
+def _folded_norms(nodes: list[Any], modules: dict[str, torch.nn.Module]
+                  ) -> dict[str, str] | None:
+    """``{conv: batch norm}`` for each batch norm the exporter folded into the conv before
+    it (an eval-mode export leaves no node in the norm's scope: the Conv node computes
+    both, so its tensor is the norm's output); None when a leaf module other than a no-op
+    has no node and is not such a norm (something else was folded or skipped)."""
+    scoped = set()
+    for node in nodes:
+        scope = node.name.rpartition("/")[0]
+        while scope:
+            scoped.add(_qualified(scope))
+            scope = scope.rpartition("/")[0]
+    folded = {}
+    for name, module in modules.items():
+        if not name or name in scoped or next(module.children(), None) is not None \
+                or isinstance(module, NO_OPS):
+            continue
+        parent, _, child = name.rpartition(".")
+        siblings = [n for n, _ in modules[parent].named_children()]
+        i = siblings.index(child)
+        before = ".".join(filter(None, (parent, siblings[i - 1]))) if i > 0 else ""
+        if not isinstance(module, torch.nn.modules.batchnorm._BatchNorm) \
+                or not isinstance(modules.get(before), CONVS) or before not in scoped:
+            return None
+        folded[before] = name
+    return folded
+
+
+def plan_ranges(graph: Any, names: Sequence[str], modules: dict[str, torch.nn.Module],
+                input_name: str, whole: Any = None) -> Plan | None:
     """How to get each tensor of ``names`` (see :class:`Plan`), or None when one cannot be
     had: an input-dependent tensor that is neither the last one of its module scope (the
-    module's output), nor derivable from others, or two tensors of one module."""
+    module's output), nor derivable from others, or two tensors of one module. ``whole``:
+    the whole exported graph when ``graph`` is a part of it (module scopes are read there)."""
     from onnx import numpy_helper
 
-    nodes = list(graph.graph.node)
-    varying = {i.name for i in graph.graph.input}
+    nodes = list((whole if whole is not None else graph).graph.node)
+    folded = _folded_norms(nodes, modules)
+    if folded is None:
+        return None
+    varying = {input_name}
     for node in nodes:
         if any(i in varying for i in node.input):
             varying.update(node.output)
@@ -137,7 +183,7 @@ def plan_ranges(graph: Any, names: Sequence[str], modules: dict[str, torch.nn.Mo
         if name in initializers:
             return numpy_helper.to_array(initializers[name])
         node = producer.get(name)
-        if node is not None and node.op_type == "Identity":
+        if node is not None and node.op_type == "Identity" and node.input:
             return constant(node.input[0])
         value = [a for a in node.attribute if a.name == "value"] if node is not None else []
         if node is None or node.op_type != "Constant" or not value:
@@ -145,39 +191,38 @@ def plan_ranges(graph: Any, names: Sequence[str], modules: dict[str, torch.nn.Mo
         return numpy_helper.to_array(value[0].t)
 
     plan = Plan()
-    inputs = {i.name for i in graph.graph.input}
     pending = []
     for name in names:
-        node = producer.get(name)
-        if name in inputs:
+        if name == input_name:
             continue
-        if node is None:
-            return None
+        node = producer.get(name)
         if name not in varying:
             found = constant(name)
             if found is None or found.size == 0:
                 return None
             plan.constants[name] = (float(found.min()), float(found.max()))
             continue
-        scope = node.name.rpartition("/")[0]
+        scope = node.name.rpartition("/")[0] if node is not None else ""
         module = _qualified(scope)
         if scope and module in modules and last_in_scope.get(scope) == name:
-            plan.hooked[name] = module
+            plan.hooked[name] = folded.get(module, module)
         else:
             pending.append(name)
     if len(set(plan.hooked.values())) != len(plan.hooked):
         return None
-    known = set(plan.hooked) | set(plan.constants) | inputs
+    known = set(plan.hooked) | set(plan.constants) | {input_name}
     permuted_from = {n.input[0]: n.output[0] for n in nodes
                      if n.op_type in PERMUTING and n.input and n.output}
     while pending:
         left = []
         for name in pending:
-            node = producer[name]
+            node = producer.get(name)
             sources = None
-            if node.op_type == "Concat" and all(i in known for i in node.input):
+            if node is not None and node.op_type == "Concat" and node.input \
+                    and all(i in known for i in node.input):
                 sources = list(node.input)
-            elif node.op_type in PERMUTING and node.input[0] in known:
+            elif node is not None and node.op_type in PERMUTING and node.input \
+                    and node.input[0] in known:
                 sources = [node.input[0]]
             elif permuted_from.get(name) in known:
                 sources = [permuted_from[name]]
@@ -193,22 +238,42 @@ def plan_ranges(graph: Any, names: Sequence[str], modules: dict[str, torch.nn.Mo
 
 
 def torch_ranges(model: torch.nn.Module, graph: Any, input_name: str,
-                 inputs: Sequence[np.ndarray]) -> dict[str, tuple[np.float32, np.float32]] | None:
+                 inputs: Sequence[np.ndarray], whole: Any = None
+                 ) -> dict[str, tuple[np.float32, np.float32]] | None:
     """The min/max of every tensor ONNX Runtime's calibrator would measure in ``graph`` (the
-    part of the exported ``model`` being calibrated) over ``inputs``, measured by running
-    ``model`` in PyTorch; None where the graph's tensors cannot all be found in the model
-    (see the module docstring)."""
+    exported ``model``, or the part of it ``whole`` that is calibrated) over ``inputs``,
+    measured by running ``model`` in PyTorch (with its fast CPU layers, which give each
+    layer's output up to float rounding); None where the graph's tensors cannot all be
+    found in the model (see the module docstring)."""
     names = tensors_to_calibrate(graph)
-    plan = plan_ranges(graph, names, dict(model.named_modules()))
+    plan = plan_ranges(graph, names, dict(model.named_modules()), input_name, whole)
     if plan is None or not inputs:
         return None
-    mapping = plan.hooked
+    ranges = _measure(model, plan.hooked, inputs)
+    if ranges is None:
+        return None
+    found: dict[str, tuple[float, float]] = dict(ranges)
+    found.update(plan.constants)
+    found[input_name] = (min(float(x.min()) for x in inputs),
+                         max(float(x.max()) for x in inputs))
+    for name, sources in plan.derived.items():
+        found[name] = (min(found[s][0] for s in sources), max(found[s][1] for s in sources))
+    if not set(names) <= set(found):
+        return None
+    return {t: (np.float32(found[t][0]), np.float32(found[t][1])) for t in names}
+
+
+def _measure(model: torch.nn.Module, hooked: dict[str, str], inputs: Sequence[np.ndarray]
+             ) -> dict[str, tuple[float, float]] | None:
+    """Run ``model`` on ``inputs`` and take the min/max of each hooked module's output
+    (tensor -> module); None when a module is not called exactly once per pass, its output
+    is not a float tensor, or the forward fails. A pass stops once every module has run."""
     ranges: dict[str, list[float]] = {}
     calls: dict[str, int] = {}
     passes = [0]  # forward passes started
 
     def complete() -> bool:
-        return len(calls) == len(mapping) and all(c == passes[0] for c in calls.values())
+        return len(calls) == len(hooked) and all(c == passes[0] for c in calls.values())
 
     def hook(tensor: str) -> Any:
         def record(_module: torch.nn.Module, _args: Any, out: Any) -> None:
@@ -223,7 +288,7 @@ def torch_ranges(model: torch.nn.Module, graph: Any, input_name: str,
         return record
 
     modules = dict(model.named_modules())
-    handles = [modules[m].register_forward_hook(hook(t)) for t, m in mapping.items()]
+    handles = [modules[m].register_forward_hook(hook(t)) for t, m in hooked.items()]
     try:
         with torch.no_grad():
             for x in _batches(inputs):
@@ -234,18 +299,9 @@ def torch_ranges(model: torch.nn.Module, graph: Any, input_name: str,
                     pass
                 if not complete():
                     return None  # a module not called, or called twice
-    except _Mismatch:
+    except (_Mismatch, RuntimeError, ValueError):
         return None
     finally:
         for h in handles:
             h.remove()
-    found: dict[str, tuple[float, float]] = {t: (lo, hi) for t, (lo, hi) in ranges.items()}
-    found.update(plan.constants)
-    found[input_name] = (min(float(x.min()) for x in inputs),
-                         max(float(x.max()) for x in inputs))
-    for name, sources in plan.derived.items():
-        found[name] = (min(found[s][0] for s in sources), max(found[s][1] for s in sources))
-    if not set(names) <= set(found):
-        return None
-    return {t: (np.float32(found[t][0]), np.float32(found[t][1])) for t in names}
-
+    return {t: (lo, hi) for t, (lo, hi) in ranges.items()}

@@ -199,6 +199,7 @@ def _write_dynamo(net: torch.nn.Module, x: torch.Tensor, path: Path, metadata: d
 
     from torch.export import Dim
 
+    onnx_backend.require("onnxscript", "exporting to ONNX")  # imported here, where it is used
     dynamic = ({0: Dim.AUTO, 2: Dim.AUTO, 3: Dim.AUTO},)
     quiet = [logging.getLogger(name) for name in ("onnxscript", "onnx_ir", "torch.onnx")]
     levels = [lg.level for lg in quiet]

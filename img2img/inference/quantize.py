@@ -45,7 +45,9 @@ Runtime's float decoder's ~240 ms), the int8 encoder and residual blocks in ONNX
 followed by the decoder in PyTorch took 675-684 ms per image against 748-760 ms for the
 whole int8 graph (same PSNR); not built: the fp32 path gained the same decoder, so int8's
 ratio to fp32 stays where it was (~1.65x model only), for a second model file beside the
-quantized one and a split that ``.onnx`` sources could not have.
+quantized one and a split that ``.onnx`` sources could not have. On a Zen 5 (family 26
+model 2) the same split gained 2 %: 459-481 against 469-489 ms per 512x512 image (the int8
+head alone 301-323 ms).
 
 Rewrites (``onnx_rewrite``) make the graph faster without changing what it computes: the
 RGB output conv runs on 2x2 phases and the U-Net's transposed convs become Conv +

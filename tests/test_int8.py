@@ -9,6 +9,7 @@ error without it.
 from __future__ import annotations
 
 import logging
+import subprocess
 import sys
 from pathlib import Path
 
@@ -420,6 +421,21 @@ def test_without_onnxruntime_the_error_names_the_extra(
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert err.startswith("error: --precision int8 needs the optional extra 'onnx'")
     assert "pip install 'img2img[onnx]'" in err
+
+
+@needs_onnx
+def test_an_int8_run_does_not_import_onnxscript(runs: dict, tmp_path: Path) -> None:
+    """Only dynamo's export needs onnxscript, and importing it takes 0.6-0.8 s of every
+    int8 run (first or cached): a fresh process quantizes without it."""
+    run = runs["resnet_6blocks"]
+    code = ("import sys; from img2img.inference import quantize; "
+            f"quantize.int8_translator({str(run['ckpt'])!r}, {str(tmp_path)!r}, "
+            f"[p for p in __import__('pathlib').Path({str(run['input'])!r}).glob('*.png')]); "
+            "print('onnxscript' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip().splitlines()[-1] == "False"
+    assert _cached(tmp_path)
 
 
 @needs_onnx

@@ -98,6 +98,17 @@ def _qualified(scope: str) -> str:
     return ".".join(parts)
 
 
+def _scopes(node: Any) -> list[str]:
+    """The module scopes a node's name lies in, innermost first (``/a/a.1/Conv`` ->
+    ``/a/a.1``, ``/a``)."""
+    scopes = []
+    scope = node.name.rpartition("/")[0]
+    while scope:
+        scopes.append(scope)
+        scope = scope.rpartition("/")[0]
+    return scopes
+
+
 # Ops whose output holds exactly the values of their (first) input, rearranged: a range
 # carries over either way. Concat's output holds the values of all its inputs.
 PERMUTING = frozenset({"DepthToSpace", "SpaceToDepth", "Transpose", "Reshape", "Flatten",
@@ -128,12 +139,7 @@ def _folded_norms(nodes: list[Any], modules: dict[str, torch.nn.Module]
     it (an eval-mode export leaves no node in the norm's scope: the Conv node computes
     both, so its tensor is the norm's output); None when a leaf module other than a no-op
     has no node and is not such a norm (something else was folded or skipped)."""
-    scoped = set()
-    for node in nodes:
-        scope = node.name.rpartition("/")[0]
-        while scope:
-            scoped.add(_qualified(scope))
-            scope = scope.rpartition("/")[0]
+    scoped = {_qualified(scope) for node in nodes for scope in _scopes(node)}
     folded = {}
     for name, module in modules.items():
         if not name or name in scoped or next(module.children(), None) is not None \
@@ -171,10 +177,7 @@ def plan_ranges(graph: Any, names: Sequence[str], modules: dict[str, torch.nn.Mo
     for node in nodes:
         for out in node.output:
             if out in varying:
-                scope = node.name.rpartition("/")[0]
-                while scope:
-                    last_in_scope[scope] = out
-                    scope = scope.rpartition("/")[0]
+                last_in_scope.update((scope, out) for scope in _scopes(node))
     initializers = {i.name: i for i in graph.graph.initializer}
 
     def constant(name: str) -> np.ndarray | None:

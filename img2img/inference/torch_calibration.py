@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from img2img.runtime import keep_freed_memory
+
 FLOAT = 1  # onnx.TensorProto.FLOAT
 
 
@@ -271,6 +273,11 @@ def _measure(model: torch.nn.Module, hooked: dict[str, str], inputs: Sequence[np
     """Run ``model`` on ``inputs`` and take the min/max of each hooked module's output
     (tensor -> module); None when a module is not called exactly once per pass, its output
     is not a float tensor, or the forward fails. A pass stops once every module has run."""
+    # A batch of 8 crops makes ~75 MB temporaries: with glibc's default of handing blocks
+    # above 32 MB back to the kernel, fresh pages are faulted in for each (the calibrated
+    # part of resnet_9blocks on 8 crops: 6.1-6.4 s instead of 1.7-1.9 s, Zen 5). translate
+    # and the benchmark have set this already.
+    keep_freed_memory()
     ranges: dict[str, list[float]] = {}
     calls: dict[str, int] = {}
     passes = [0]  # forward passes started

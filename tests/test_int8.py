@@ -1,7 +1,9 @@
 """``translate --precision int8``: ONNX Runtime static quantization, as a user sees it.
 
-Tiny random-weight generators (ngf 8, 32x32 photo-like images) of the families int8 runs
-are quantized on the run's first images or on ``--calibrate DIR`` and compared with fp32.
+The ResNet generators run int8 in PyTorch where oneDNN's int8 convolution runs
+(``test_int8_torch``); here they take ONNX Runtime's path, as on other CPUs. Tiny
+random-weight generators (ngf 8, 32x32 photo-like images) of the families int8 runs are
+quantized on the run's first images or on ``--calibrate DIR`` and compared with fp32.
 Needs the ``onnx`` extra (skipped without it, required under CI), except the test of the
 error without it.
 """
@@ -24,7 +26,7 @@ from img2img.checkpoint import meta_for, read_meta, save_generator
 from img2img.commands.translate import translate_main
 from img2img.data.io import read_image, write_image
 from img2img.errors import UsageError
-from img2img.inference import onnx_backend, quantize
+from img2img.inference import onnx_backend, quantize, torch_int8
 from img2img.inference.translator import Translator
 from img2img.nn import build_generator
 
@@ -80,14 +82,16 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Path]]
     ``--precision int8`` run, calibrated on those 4 images (the run's first 8)."""
     root = tmp_path_factory.mktemp("int8")
     made = {}
-    for family in FAMILIES:
-        ckpt = _checkpoint(root, family)
-        src, out = root / f"in_{family}", root / f"out_{family}"
-        _images(src, 4)
-        code = translate_main(["--checkpoint", str(ckpt), "--input", str(src), "--output",
-                               str(out), "--precision", "int8", "--quiet"])
-        assert code == 0
-        made[family] = {"ckpt": ckpt, "input": src, "output": out}
+    with pytest.MonkeyPatch.context() as patch:  # the ResNet through ONNX Runtime too
+        patch.setattr(torch_int8, "available", lambda: False)
+        for family in FAMILIES:
+            ckpt = _checkpoint(root, family)
+            src, out = root / f"in_{family}", root / f"out_{family}"
+            _images(src, 4)
+            code = translate_main(["--checkpoint", str(ckpt), "--input", str(src),
+                                   "--output", str(out), "--precision", "int8", "--quiet"])
+            assert code == 0
+            made[family] = {"ckpt": ckpt, "input": src, "output": out}
     return made
 
 
@@ -427,7 +431,7 @@ def test_without_onnxruntime_the_error_names_the_extra(
 def test_an_int8_run_does_not_import_onnxscript(runs: dict, tmp_path: Path) -> None:
     """Only dynamo's export needs onnxscript, and importing it takes 0.6-0.8 s of every
     int8 run (first or cached): a fresh process quantizes without it."""
-    run = runs["resnet_6blocks"]
+    run = runs["unet"]
     code = ("import sys; from img2img.inference import quantize; "
             f"quantize.int8_translator({str(run['ckpt'])!r}, {str(tmp_path)!r}, "
             f"[p for p in __import__('pathlib').Path({str(run['input'])!r}).glob('*.png')]); "
@@ -444,7 +448,7 @@ def test_without_onnxscript_the_error_names_the_extra(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """onnxscript is only looked for, not imported (0.6-0.8 s), but its absence still
     gets the one-line message."""
-    ckpt = _checkpoint(tmp_path, "resnet_6blocks")
+    ckpt = _checkpoint(tmp_path, "unet")
     _images(tmp_path / "in", 1)
     monkeypatch.setitem(sys.modules, "onnxscript", None)
     code, _, err = _translate(capsys, "--checkpoint", ckpt, "--input", tmp_path / "in",

@@ -73,7 +73,7 @@ def _translate(*args: object) -> int:
 
 
 def _cached(out: Path) -> list[Path]:
-    return sorted((out / quantize.CACHE_DIR).glob("*.onnx"))
+    return sorted((out / quantize.CACHE_DIR).glob("*.int8-*"))  # .json in PyTorch, or .onnx
 
 
 def _psnr(a: np.ndarray, b: np.ndarray, peak: float) -> float:

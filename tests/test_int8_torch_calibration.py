@@ -205,7 +205,7 @@ def test_inputs_of_one_shape_run_as_batches_of_bounded_size(
     monkeypatch.setattr(torch_calibration, "BATCH_PIXELS", 2 * 16 * 16)
     inputs = [np.full((1, 3, 16, 16), i, np.float32) for i in range(5)]
     inputs.insert(2, np.zeros((1, 3, 8, 24), np.float32))
-    batches = torch_calibration._batches(inputs)
+    batches = torch_calibration.batches(inputs)
     assert [b.shape for b in batches] == [(2, 3, 16, 16), (2, 3, 16, 16), (1, 3, 16, 16),
                                           (1, 3, 8, 24)]
     assert sorted(float(v) for b in batches[:3] for v in b[:, 0, 0, 0]) == [0, 1, 2, 3, 4]

@@ -1,7 +1,8 @@
 """``--precision int8`` on x86 CPUs without VNNI: ONNX Runtime's int8 kernels there add pairs
 of uint8 x int8 products in saturating 16-bit lanes, so the weights are quantized to 7 bits
 (on a Zen 3 a trained resnet_9blocks went from 29 to 44 dB worst against fp32). The CPU's
-flags are faked; the quantized graph's weights show which recipe ran."""
+flags are faked; the quantized graph's weights show which recipe ran. (The ResNet takes
+ONNX Runtime's path here; ``test_int8_torch`` checks the same rule for PyTorch's.)"""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from onnx_extra import HAVE_ONNX, needs_onnx
 from img2img import runtime
 from img2img.checkpoint import meta_for, save_generator
 from img2img.data.io import write_image
-from img2img.inference import onnx_backend, quantize
+from img2img.inference import onnx_backend, quantize, torch_int8
 from img2img.nn import build_generator
 
 if HAVE_ONNX:
@@ -42,6 +43,7 @@ def test_weights_use_7_bits_only_where_the_cpu_lacks_vnni(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flags: str, full_range: bool) -> None:
     monkeypatch.setenv(runtime.CPU_FLAGS_ENV, flags)
     monkeypatch.setattr(runtime.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(torch_int8, "available", lambda: False)
     torch.manual_seed(0)
     net = build_generator("resnet_6blocks", ngf=8).eval()
     ckpt = tmp_path / "g.safetensors"

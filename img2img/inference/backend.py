@@ -4,7 +4,8 @@ A backend maps an NCHW float tensor already padded to the network's size multipl
 the network's value range (``Translator`` does both, for every backend alike) to the
 network's output, and says where it runs (``device``), in which ``precision`` and the
 smallest input it accepts (``min_size``). ``TorchBackend`` runs an ``nn.Module`` (eager or
-``torch.compile``\\ d; fp32, bf16 or fp16 under autocast); ``onnx_backend.OnnxBackend`` runs
+``torch.compile``\\ d; fp32, bf16 or fp16 under autocast; or already int8:
+``inference.torch_int8``); ``onnx_backend.OnnxBackend`` runs
 an exported graph in ONNX Runtime. ``make_backend`` picks one by the network's type.
 """
 
@@ -20,7 +21,7 @@ from img2img.errors import UsageError
 from img2img.inference.onnx_backend import OnnxBackend, OnnxGenerator
 from img2img.nn.cpu import accelerate
 from img2img.nn.norm import use_per_image_statistics
-from img2img.runtime import AUTO_PRECISION, autocast, resolve_precision
+from img2img.runtime import AUTO_PRECISION, INT8_PRECISION, autocast, resolve_precision
 
 __all__ = ["BACKENDS", "ModelBackend", "TorchBackend", "make_backend"]
 
@@ -70,7 +71,9 @@ class TorchBackend:
         if compile:  # in place: the module keeps its parameters and state_dict keys
             self.model.compile()
         self.device = device
-        self.precision = precision
+        self._autocast = precision
+        # a network whose layers are int8 already (inference.torch_int8) runs as it is
+        self.precision = INT8_PRECISION if getattr(model, "int8", False) else precision
         # Smallest input height/width the network runs on (declared by the architecture).
         self.min_size = int(getattr(self.model, "min_size", 1))
         if dropout_at_test:
@@ -79,7 +82,7 @@ class TorchBackend:
                     m.train()
 
     def run(self, x: torch.Tensor) -> torch.Tensor:
-        with autocast(self.device, self.precision):
+        with autocast(self.device, self._autocast):
             return self.model(x)
 
 

@@ -109,7 +109,7 @@ from img2img.checkpoint import CheckpointError, GeneratorMeta
 from img2img.data.io import ImageReadError, atomic_path, read_image
 from img2img.data.paths import OutsideError, check_inside, remove_stale_temps
 from img2img.errors import UsageError
-from img2img.inference import onnx_backend, onnx_rewrite
+from img2img.inference import onnx_backend, onnx_rewrite, torch_int8
 from img2img.inference.bundled import resolve_checkpoint
 from img2img.inference.geotiff import GeoOptions, GeoTiffError, is_georeferenced, open_model_reader
 from img2img.inference.loader import file_sha256, load_model
@@ -530,25 +530,29 @@ def check_request(device: torch.device, dropout_at_test: bool = False, compile: 
     if given:
         raise UsageError(f"{given[0]}: does not apply to --precision int8 (the quantized "
                          f"graph is fixed)")
+
+
+def _require_onnx(exporting: bool) -> None:
+    """UsageError naming the extra when ONNX Runtime's int8 path cannot run here."""
     for module in ("onnx", "onnxruntime"):
         onnx_backend.require(module, "--precision int8")
+    if exporting:
+        onnx_backend.require_installed("onnxscript", "--precision int8 (exporting to ONNX)")
 
 
-def _source(checkpoint: Path, key: str | None) -> tuple[GeneratorMeta, int, str]:
-    """The checkpoint's metadata, smallest input side and SHA-256 (UsageError for an
-    ``.onnx`` that cannot be quantized again)."""
+def _source(checkpoint: Path, key: str | None
+            ) -> tuple[GeneratorMeta, int, str, torch.nn.Module | None]:
+    """The checkpoint's metadata, smallest input side, SHA-256 and PyTorch network (None
+    for an ``.onnx``; UsageError for one that cannot be quantized again)."""
     if onnx_backend.is_onnx(checkpoint):
+        _require_onnx(exporting=False)
         gen, meta = onnx_backend.load_onnx(checkpoint, "cpu")
         if gen.precision != "fp32":
             raise UsageError(f"{checkpoint}: an fp16 or int8 .onnx cannot be quantized; "
                              f"give the fp32 .onnx or the .safetensors")
-        min_size = gen.min_size
-    else:
-        onnx_backend.require_installed("onnxscript", "--precision int8 (exporting to ONNX)")
-        model, meta = load_model(checkpoint, "cpu", key)
-        min_size = int(getattr(model, "min_size", 1))
-        del model
-    return meta, min_size, file_sha256(checkpoint)
+        return meta, gen.min_size, file_sha256(checkpoint), None
+    model, meta = load_model(checkpoint, "cpu", key)
+    return meta, int(getattr(model, "min_size", 1)), file_sha256(checkpoint), model
 
 
 def int8_translator(checkpoint: str | os.PathLike, output: str | os.PathLike,
@@ -566,18 +570,21 @@ def int8_translator(checkpoint: str | os.PathLike, output: str | os.PathLike,
     src, out = resolve_checkpoint(checkpoint), Path(output)
     if not src.is_file():
         raise CheckpointError(f"{src}: checkpoint file not found")
-    meta, min_size, sha = _source(src, key)
+    meta, min_size, sha, model = _source(src, key)
     reason = refusal(meta.arch)
     family = family_of(meta.arch)
     if reason or family is None:
         raise UsageError(reason or meta.arch)
-    if family.speedup < 1:
-        log.warning("--precision int8: %s measured %.2fx the speed of fp32 in int8 (%s); "
-                    "fp32 or bf16 is faster here", meta.arch, family.speedup,
-                    family.speed_note)
-    note = amx_note()
-    if note:
-        log.warning("--precision int8: %s", note)
+    in_torch = model is not None and torch_int8.fits(model)
+    if not in_torch:
+        _require_onnx(exporting=model is not None)
+        if family.speedup < 1:
+            log.warning("--precision int8: %s measured %.2fx the speed of fp32 in int8 (%s); "
+                        "fp32 or bf16 is faster here", meta.arch, family.speedup,
+                        family.speed_note)
+        note = amx_note()
+        if note:
+            log.warning("--precision int8: %s", note)
     if geo is not None:  # before calibration skips every raster for it
         geo.check_model(meta.in_channels)
     start = time.perf_counter()
@@ -591,18 +598,38 @@ def int8_translator(checkpoint: str | os.PathLike, output: str | os.PathLike,
     if not full_range:
         log.info("int8: this CPU has none of %s (its int8 kernels add products in saturating "
                  "16-bit lanes): weights quantized to 7 bits", "/".join(runtime.INT8_DOT_FLAGS))
-    recipe = f"{RECIPE}; float decoder {family.float_decoder}" + \
-        ("" if full_range else "; 7-bit weights")
+    bits = "" if full_range else "; 7-bit weights"
+    recipe = (torch_int8.RECIPE if in_torch else
+              f"{RECIPE}; float decoder {family.float_decoder}") + bits
+    version = f"torch {torch.__version__}" if in_torch else _ort_version()
     digest = hashlib.sha256(f"{sha}|{key}|{calib.digest()}|{recipe}|"
-                            f"{_ort_version()}".encode()).hexdigest()
+                            f"{version}".encode()).hexdigest()
     cache = out / CACHE_DIR
-    target = cache / f"{src.stem}.int8-{digest[:16]}.onnx"
+    suffix = ".json" if in_torch else ".onnx"
+    target = cache / f"{src.stem}.int8-{digest[:16]}{suffix}"
     try:  # before anything is written or cleaned there
         check_inside(target, out)
     except OutsideError as exc:
         raise UsageError(f"--precision int8 caches its model in {cache}: {exc}") from None
     described = (f"{len(calib.inputs)} input(s) from {len(calib.images)} image(s) of "
                  f"{label or 'the run'}")
+    if in_torch:
+        if cache.is_dir():
+            remove_stale_temps(cache)
+        assert model is not None
+        net, reused = torch_int8.int8_resnet(model, calib.inputs, target,
+                                             f"{recipe}; calibrated on {described}",
+                                             weight_max=127 if full_range else 63)
+        if reused:
+            log.info("int8: reusing the activation ranges in %s (calibrated earlier on %s)",
+                     target, described)
+        else:
+            log.info("int8: activation ranges measured in PyTorch on %s and the "
+                     "convolutions quantized for oneDNN in %.1f s; ranges cached as %s",
+                     described, time.perf_counter() - start, target)
+        net.architecture = f"{meta.arch} (PyTorch int8, oneDNN)"
+        return Translator(net, meta, torch.device("cpu"))
+    del model  # ONNX Runtime's path loads what it needs itself
     if target.is_file():
         log.info("int8: reusing %s (calibrated earlier on %s)", target, described)
     else:

@@ -50,23 +50,23 @@ class _Mismatch(Exception):
 BATCH_PIXELS = 8 * 256 * 256
 
 
-def _batches(inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+def batches(inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
     """``inputs`` (N, C, H, W) joined along N by shape, each batch at most
     :data:`BATCH_PIXELS` pixels (one input at least)."""
     by_shape: dict[tuple[int, ...], list[np.ndarray]] = {}
     for x in inputs:
         by_shape.setdefault(x.shape[1:], []).append(x)
-    batches = []
+    out = []
     for same in by_shape.values():
         batch: list[np.ndarray] = []
         for x in same:
             if batch and sum(b.shape[0] for b in batch + [x]) * x.shape[-1] * x.shape[-2] \
                     > BATCH_PIXELS:
-                batches.append(np.concatenate(batch))
+                out.append(np.concatenate(batch))
                 batch = []
             batch.append(x)
-        batches.append(np.concatenate(batch))
-    return batches
+        out.append(np.concatenate(batch))
+    return out
 
 
 def tensors_to_calibrate(graph: Any) -> list[str]:
@@ -301,7 +301,7 @@ def _measure(model: torch.nn.Module, hooked: dict[str, str], inputs: Sequence[np
     handles = [modules[m].register_forward_hook(hook(t)) for t, m in hooked.items()]
     try:
         with torch.no_grad():
-            for x in _batches(inputs):
+            for x in batches(inputs):
                 passes[0] += 1
                 try:
                     model(torch.from_numpy(x))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,14 @@ from img2img.nn import build_generator
 if HAVE_ONNX:
     import onnx
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def onnx_runtime_path() -> Iterator[None]:
+    """Every family through ONNX Runtime, as where oneDNN's int8 convolution does not run."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch_int8, "available", lambda: False)
+        yield
 
 FAMILIES = {
     "resnet_6blocks": ({"ngf": 8}, "cyclegan"),
@@ -82,16 +91,14 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Path]]
     ``--precision int8`` run, calibrated on those 4 images (the run's first 8)."""
     root = tmp_path_factory.mktemp("int8")
     made = {}
-    with pytest.MonkeyPatch.context() as patch:  # the ResNet through ONNX Runtime too
-        patch.setattr(torch_int8, "available", lambda: False)
-        for family in FAMILIES:
-            ckpt = _checkpoint(root, family)
-            src, out = root / f"in_{family}", root / f"out_{family}"
-            _images(src, 4)
-            code = translate_main(["--checkpoint", str(ckpt), "--input", str(src),
-                                   "--output", str(out), "--precision", "int8", "--quiet"])
-            assert code == 0
-            made[family] = {"ckpt": ckpt, "input": src, "output": out}
+    for family in FAMILIES:
+        ckpt = _checkpoint(root, family)
+        src, out = root / f"in_{family}", root / f"out_{family}"
+        _images(src, 4)
+        code = translate_main(["--checkpoint", str(ckpt), "--input", str(src), "--output",
+                               str(out), "--precision", "int8", "--quiet"])
+        assert code == 0
+        made[family] = {"ckpt": ckpt, "input": src, "output": out}
     return made
 
 

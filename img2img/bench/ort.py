@@ -10,11 +10,12 @@ from pathlib import Path
 
 from img2img.bench.common import Row, log
 from img2img.extras import missing_message
+from img2img.inference.onnx_backend import OnnxGenerator
 from img2img.inference.quantize import DEFAULT_CALIBRATE_COUNT
 from img2img.inference.translator import Translator
 
 PRECISION = "ort-fp32"  # the precision column of the ONNX Runtime rows
-INT8 = "int8"  # translate --precision int8 (ONNX Runtime static quantization)
+INT8 = "int8"  # translate --precision int8 (static quantization: PyTorch or ONNX Runtime)
 CALIBRATE_COUNT = DEFAULT_CALIBRATE_COUNT  # as translate's default --calibrate-count
 
 
@@ -42,14 +43,20 @@ def skipped_row(name: str, reason: str) -> Row:
     return Row(name, PRECISION, None, "", f"not run: {reason}")
 
 
+def int8_setup(translator: Translator) -> str:
+    """What a first int8 run of ``translator`` did before its first image."""
+    onnx = isinstance(translator.model, OnnxGenerator)
+    return "export+calibration" if onnx else "calibration (PyTorch int8)"
+
+
 def int8_translator(ckpt: Path, images: list[Path], out: Path) -> tuple[Translator, float]:
     """``ckpt`` quantized to int8 as ``translate --precision int8`` does (calibrated on the
     first :data:`CALIBRATE_COUNT` of ``images``, no cached model reused), and the seconds
-    that took (export, calibration, quantization)."""
+    that took (export where ONNX Runtime runs it, calibration, quantization)."""
     from img2img.inference import quantize
 
     shutil.rmtree(out / quantize.CACHE_DIR, ignore_errors=True)
-    log(f"int8: exporting, calibrating on {min(len(images), CALIBRATE_COUNT)} images and "
+    log(f"int8: calibrating on {min(len(images), CALIBRATE_COUNT)} images and "
         f"quantizing {ckpt.name} ...")
     start = time.perf_counter()
     translator = quantize.int8_translator(ckpt, out, images, CALIBRATE_COUNT,

@@ -234,7 +234,7 @@ def translation(device: torch.device, precisions: list[str], quick: bool, workdi
         result["by_precision"][name] = r
         cached = ""
         if p == ort.INT8:
-            cached = (f"; incl. {calibration_s:.1f} s export+calibration on the first "
+            cached = (f"; incl. {calibration_s:.1f} s {ort.int8_setup(tr)} on the first "
                       f"{min(count, ort.CALIBRATE_COUNT)} images (a rerun, cached: "
                       f"{r['folder_cached_images_per_s']:.2f} img/s = "
                       f"{base_s * r['folder_cached_images_per_s'] / count:.2f}x baseline)")

@@ -46,8 +46,8 @@ def add_common(p: argparse.ArgumentParser, batch_size: int | None, batch_help: s
                    choices=["auto", "fp32", "bf16", "fp16"] + (["int8"] if int8 else []),
                    help="auto (default): bf16 on CPUs with avx512_bf16/AMX and on GPUs of "
                         "compute capability 8.0+, fp16 on 7.x GPUs, else fp32"
-                        + ("; int8: CPU only, ONNX Runtime static quantization calibrated on "
-                           "the run's first images (see --calibrate)" if int8 else ""))
+                        + ("; int8: CPU only, static quantization calibrated on the run's "
+                           "first images (see --calibrate)" if int8 else ""))
     p.add_argument("--batch-size", type=positive_int, default=batch_size, help=batch_help)
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the networks (slow first step; on CPU it needs a C++ "

@@ -617,7 +617,7 @@ def int8_translator(checkpoint: str | os.PathLike, output: str | os.PathLike,
         if cache.is_dir():
             remove_stale_temps(cache)
         assert model is not None
-        net, reused = torch_int8.int8_resnet(model, calib.inputs, target,
+        net, reused = torch_int8.int8_network(model, calib.inputs, target,
                                              f"{recipe}; calibrated on {described}",
                                              weight_max=127 if full_range else 63)
         if reused:

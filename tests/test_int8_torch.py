@@ -152,3 +152,45 @@ def test_weights_get_7_bits_where_int8_products_saturate(tmp_path: Path,
     assert seen and set(seen) == {63}
     fp32 = Translator.from_checkpoint(ckpt, "cpu", "fp32")
     assert _psnr(t(read_image(images[0])), fp32(read_image(images[0]))) >= 28.0
+
+
+def _sr(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    net = build_generator("srresnet", scale=4, channels=8, n_blocks=2, norm="batch",
+                          residual=True).eval()
+    for m in net.modules():  # trained-like statistics, so that folding them matters
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    return net
+
+
+def test_sr_with_its_output_conv_on_phases_computes_what_srresnet_does() -> None:
+    """The float network as the int8 path runs it (batch norms folded, the output conv on
+    the last upsampler's phases), before any rounding to 8 bits."""
+    net = _sr()
+    x = torch.rand(2, 3, 12, 10) * 2 - 1
+    with torch.no_grad():
+        want = net(x)
+        convs, run = torch_int8._sr_plan(net)
+        got = run(x)
+    assert isinstance(net, torch_int8.Int8SRResNet) and "tail_phases" in convs
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in net.modules())
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+
+
+def test_sr_int8_is_close_to_fp32(tmp_path: Path) -> None:
+    net = _sr()
+    ckpt = tmp_path / "sr.safetensors"
+    kwargs = {"scale": 4, "channels": 8, "n_blocks": 2, "norm": "batch", "residual": True}
+    save_generator(ckpt, net, meta_for(net, "srresnet", kwargs, "sr"))
+    images = _images(tmp_path / "in", 2)
+    t = quantize.int8_translator(ckpt, tmp_path / "out", images, 2)
+    assert t.precision == "int8" and _ranges(tmp_path / "out")
+    fp32 = Translator.from_checkpoint(ckpt, "cpu", "fp32")
+    for p in images:
+        got, want = t(read_image(p)), fp32(read_image(p))
+        assert got.shape == want.shape == (128, 128, 3)
+        assert _psnr(got, want) >= 40.0

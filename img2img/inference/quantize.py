@@ -1,6 +1,10 @@
-"""``translate --precision int8``: the generator statically quantized by ONNX Runtime.
+"""``translate --precision int8``: the generator statically quantized.
 
-The checkpoint is exported to ONNX (``onnx_export``, parity-checked against PyTorch), its
+The ResNet generators and SRResNet, from a PyTorch checkpoint on a CPU where oneDNN's int8
+convolution runs, are quantized in PyTorch (:mod:`img2img.inference.torch_int8`: faster
+and closer to fp32 than this module's recipe, measured there); this module picks the
+calibration inputs, the cache entry and the engine. Everything else goes through ONNX
+Runtime, as follows. The checkpoint is exported to ONNX (``onnx_export``, parity-checked against PyTorch), its
 activation ranges are calibrated on real inputs of the run, and ONNX Runtime's quantizer
 rewrites it in the QDQ format (``QuantizeLinear``/``DequantizeLinear`` around each
 convolution, which ONNX Runtime's x86 kernels run as int8 convolutions, with VNNI where the
@@ -153,7 +157,9 @@ class Family:
 # No trained ResNet or U-Net checkpoint was at hand: those two were trained for the
 # measurement (generator only, L1 to an OpenCV stylisation of the photos, 300 and 200 steps).
 # Speed: CPU time per image, 1 thread, cached model, against PyTorch fp32 with the toolkit's
-# CPU kernels (SRResNet: a whole run over 6 Set14 images, 13.3 s fp32, 19.6 s int8).
+# CPU kernels (SRResNet: a whole run over 6 Set14 images, 13.3 s fp32, 19.6 s int8). These
+# are ONNX Runtime's figures: the speed warning is given on that path only; the ResNet and
+# SRResNet in PyTorch (torch_int8) measured 51.5 and 41.1 dB worst, 2.7x and 2.5x.
 FAMILIES: tuple[Family, ...] = (
     Family("resnet", ("resnet", "resnet_6blocks", "resnet_9blocks"), True, True, False, 42.8,
            "a trained resnet_9blocks, 12 nature photos at 512x512", 2.15),

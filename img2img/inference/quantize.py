@@ -1,21 +1,21 @@
 """``translate --precision int8``: the generator statically quantized.
 
 The ResNet generators and SRResNet, from a PyTorch checkpoint on a CPU where oneDNN's int8
-convolution runs, are quantized in PyTorch (:mod:`img2img.inference.torch_int8`: faster
-and closer to fp32 than this module's recipe, measured there); this module picks the
+convolution runs, are quantized in PyTorch (:mod:`img2img.inference.torch_int8`: faster and
+closer to fp32 than this module's recipe, measured there); this module picks the
 calibration inputs, the cache entry and the engine. Everything else goes through ONNX
-Runtime, as follows. The checkpoint is exported to ONNX (``onnx_export``, parity-checked against PyTorch), its
-activation ranges are calibrated on real inputs of the run, and ONNX Runtime's quantizer
-rewrites it in the QDQ format (``QuantizeLinear``/``DequantizeLinear`` around each
-convolution, which ONNX Runtime's x86 kernels run as int8 convolutions, with VNNI where the
-CPU has it): weights int8 per output channel, activations uint8 per tensor (min/max
-ranges). Weights use their full 8 bits where the CPU sums int8 products in 32 bits (VNNI,
-AMX, 64-bit Arm); on x86 CPUs without them (AVX2 or AVX-512 alone: Zen 2/3, Skylake,
+Runtime, as follows. The checkpoint is exported to ONNX (``onnx_export``, parity-checked
+against PyTorch), its activation ranges are calibrated on real inputs of the run, and ONNX
+Runtime's quantizer rewrites it in the QDQ format (``QuantizeLinear``/``DequantizeLinear``
+around each convolution, which ONNX Runtime's x86 kernels run as int8 convolutions, with
+VNNI where the CPU has it): weights int8 per output channel, activations uint8 per tensor
+(min/max ranges). Weights use their full 8 bits where the CPU sums int8 products in 32 bits
+(VNNI, AMX, 64-bit Arm); on x86 CPUs without them (AVX2 or AVX-512 alone: Zen 2/3, Skylake,
 Haswell) ONNX Runtime's kernels add pairs of products in saturating 16-bit lanes, so the
 weights get 7 bits there (``reduce_range``). Measured on a Zen 3 (AVX2), the trained
 resnet_9blocks stand-in on 12 photos at 512x512: 8-bit weights 29.2 dB worst / 38.1 mean
-against fp32 (the same graph with its int8 arithmetic emulated in float, on 6 of them:
-48.5 / 51.0, so the loss is the saturation), 7-bit weights 43.6 / 50.0 dB at the same speed
+against fp32 (the same graph with its int8 arithmetic emulated in float, on 6 of them: 48.5
+/ 51.0, so the loss is the saturation), 7-bit weights 43.6 / 50.0 dB at the same speed
 (1.99 against 2.06 s per image; uint8 x uint8 weights: 43.3 / 50.0 dB but 2.73 s).
 
 Kept in float, because quantizing them cost the quality measured in :data:`FAMILIES`:

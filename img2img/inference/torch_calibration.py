@@ -50,9 +50,9 @@ class _Mismatch(Exception):
 BATCH_PIXELS = 8 * 256 * 256
 
 
-def batches(inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """``inputs`` (N, C, H, W) joined along N by shape, each batch at most
-    :data:`BATCH_PIXELS` pixels (one input at least)."""
+def batches(inputs: Sequence[np.ndarray], pixels: int = BATCH_PIXELS) -> list[np.ndarray]:
+    """``inputs`` (N, C, H, W) joined along N by shape, each batch at most ``pixels``
+    pixels (one input at least)."""
     by_shape: dict[tuple[int, ...], list[np.ndarray]] = {}
     for x in inputs:
         by_shape.setdefault(x.shape[1:], []).append(x)
@@ -61,7 +61,7 @@ def batches(inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         batch: list[np.ndarray] = []
         for x in same:
             if batch and sum(b.shape[0] for b in batch + [x]) * x.shape[-1] * x.shape[-2] \
-                    > BATCH_PIXELS:
+                    > pixels:
                 out.append(np.concatenate(batch))
                 batch = []
             batch.append(x)

@@ -44,7 +44,7 @@ from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from img2img.data.io import atomic_write_bytes
-from img2img.inference.torch_calibration import batches
+from img2img.inference.torch_calibration import BATCH_PIXELS, batches
 from img2img.nn.cpu import accelerate
 from img2img.nn.cpu.channels_last import ChannelsLastInstanceNorm2d, fits_norm, is_channels_last
 from img2img.nn.cpu.int8_conv import Int8Conv2d, available
@@ -213,8 +213,11 @@ def quantized(model: nn.Module, ranges: Ranges | None, inputs: list[np.ndarray],
         standins = {name: _Calibrating(conv, weight_max) for name, conv in convs.items()}
         for name, standin in standins.items():
             _replace(model, name, standin)
+        # an upscaler's activations grow with its output: batches of as many output pixels
+        # (an x4 SRResNet's 8 tiles in one batch peaked at 4.4 GB, one by one at 1.5)
+        budget = BATCH_PIXELS // int(getattr(model, "scale", 1)) ** 2
         with torch.inference_mode():
-            for batch in batches(inputs):
+            for batch in batches(inputs, budget):
                 run(torch.from_numpy(batch))
         ranges = {name: (c.low, c.high) for name, c in standins.items()}
         layers = {name: c.int8 for name, c in standins.items()}

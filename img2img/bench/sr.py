@@ -173,7 +173,7 @@ def sr_tiled(device: torch.device, precisions: list[str], quick: bool, workdir: 
         if p == ort.INT8:  # no second quantization beside the copied model
             results["by_precision"][p]["floor_reused_int8_model"] = \
                 bool(models) and sorted(cache.glob("*.onnx")) == models
-        calibrated = " (incl. export+calibration on 8 tiles)" if p == ort.INT8 else ""
+        calibrated = " (incl. calibration on 8 tiles)" if p == ort.INT8 else ""
         cached = ", int8 model cached" if p == ort.INT8 else ""
         rows.append(Row("sr x4 tiled", p, seconds / mp, "s/MP",
                         f"{seconds:.1f} s for {size}x{size} -> {w}x{h} {written.suffix[1:]}; "

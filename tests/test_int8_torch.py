@@ -194,3 +194,15 @@ def test_sr_int8_is_close_to_fp32(tmp_path: Path) -> None:
         got, want = t(read_image(p)), fp32(read_image(p))
         assert got.shape == want.shape == (128, 128, 3)
         assert _psnr(got, want) >= 40.0
+
+
+def test_a_batch_gives_each_image_what_it_gets_alone(tmp_path: Path) -> None:
+    """Static ranges and per-image instance norms: the batch a photo is in changes nothing."""
+    ckpt = _checkpoint(tmp_path)
+    images = _images(tmp_path / "in", 2)
+    t = quantize.int8_translator(ckpt, tmp_path / "out", images, 2)
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.inference_mode():
+        both = t.backend.run(x)
+        alone = torch.cat([t.backend.run(x[i:i + 1]) for i in range(2)])
+    torch.testing.assert_close(both, alone, atol=1e-5, rtol=1e-5)

@@ -620,21 +620,9 @@ def int8_translator(checkpoint: str | os.PathLike, output: str | os.PathLike,
     described = (f"{len(calib.inputs)} input(s) from {len(calib.images)} image(s) of "
                  f"{label or 'the run'}")
     if in_torch:
-        if cache.is_dir():
-            remove_stale_temps(cache)
         assert model is not None
-        net, reused = torch_int8.int8_network(model, calib.inputs, target,
-                                             f"{recipe}; calibrated on {described}",
-                                             weight_max=127 if full_range else 63)
-        if reused:
-            log.info("int8: reusing the activation ranges in %s (calibrated earlier on %s)",
-                     target, described)
-        else:
-            log.info("int8: activation ranges measured in PyTorch on %s and the "
-                     "convolutions quantized for oneDNN in %.1f s; ranges cached as %s",
-                     described, time.perf_counter() - start, target)
-        net.architecture = f"{meta.arch} (PyTorch int8, oneDNN)"
-        return Translator(net, meta, torch.device("cpu"))
+        return _torch_translator(model, meta, calib, target, f"{recipe}; calibrated on "
+                                 f"{described}", full_range, start)
     del model  # ONNX Runtime's path loads what it needs itself
     if target.is_file():
         log.info("int8: reusing %s (calibrated earlier on %s)", target, described)
@@ -649,6 +637,24 @@ def int8_translator(checkpoint: str | os.PathLike, output: str | os.PathLike,
     gen, _ = onnx_backend.load_onnx(target, "cpu")
     gen.architecture = f"{meta.arch} (ONNX Runtime int8)"
     return Translator(gen, meta, torch.device("cpu"))  # type: ignore[arg-type]
+
+
+def _torch_translator(model: torch.nn.Module, meta: GeneratorMeta, calib: Calibration,
+                      target: Path, note: str, full_range: bool, start: float) -> Translator:
+    """``model`` quantized in PyTorch (``torch_int8``), its ranges cached as ``target``."""
+    if target.parent.is_dir():  # a killed earlier run's temp files
+        remove_stale_temps(target.parent)
+    net, reused = torch_int8.int8_network(model, calib.inputs, target, note,
+                                         weight_max=127 if full_range else 63)
+    if reused:
+        log.info("int8: reusing the activation ranges in %s (calibrated earlier: %s)", target,
+                 note)
+    else:
+        log.info("int8: activation ranges measured in PyTorch and the convolutions "
+                 "quantized for oneDNN in %.1f s (%s); ranges cached as %s",
+                 time.perf_counter() - start, note, target)
+    net.architecture = f"{meta.arch} (PyTorch int8, oneDNN)"
+    return Translator(net, meta, torch.device("cpu"))
 
 
 def _quantize_checkpoint(src: Path, key: str | None, target: Path, calib: Calibration,

@@ -99,14 +99,15 @@ def _resnet_plan(model: ResnetGenerator) -> Plan:
 def _sr_fits(model: SRResNet) -> bool:
     """An SRResNet whose output conv runs on phases and whose last upsampler stage is
     conv, shuffle, single-slope PReLU (what ``nn.cpu.banded`` also needs)."""
-    tail = model.tail
-    return (isinstance(tail, nn.Conv2d) and tail.padding_mode == "zeros"
+    tail, stage = model.tail, list(model.upsample)[-2:]
+    if not (isinstance(tail, nn.Conv2d) and isinstance(tail.padding, tuple) and len(stage) == 2
+            and isinstance(stage[0], nn.PixelShuffle) and stage[0].upscale_factor == 2):
+        return False
+    return (tail.padding_mode == "zeros"
             and tail.kernel_size[0] == tail.kernel_size[1] == 2 * tail.padding[0] + 1
             and tail.padding[0] == tail.padding[1] and tail.padding[0] % 2 == 0
             and tail.stride == (1, 1) and tail.groups == 1 and tail.dilation == (1, 1)
-            and len(model.upsample) >= 3 and isinstance(model.upsample[-2], nn.PixelShuffle)
-            and isinstance(model.upsample[-1], nn.PReLU)
-            and model.upsample[-1].num_parameters == 1)
+            and isinstance(stage[1], nn.PReLU) and stage[1].num_parameters == 1)
 
 
 def _fold_norms(seq: nn.Sequential) -> None:

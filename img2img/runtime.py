@@ -86,8 +86,8 @@ ARM_BF16_FLAG = "bf16"  # Arm's BF16 extension (BFDOT/BFMMLA); not measured with
 # The flags the benchmark and the start-up log name.
 SHOWN_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "bf16")
 # x86 instructions that sum uint8 x int8 products in 32 bits (VNNI's vpdpbusd, AMX). Without
-# them ONNX Runtime's int8 kernels use vpmaddubsw, which adds pairs of products in 16 bits and
-# saturates on full-range int8 weights.
+# them ONNX Runtime's int8 kernels (and oneDNN's: its "Nuances of int8 Computations") use
+# vpmaddubsw, which adds pairs of products in 16 bits and saturates on full-range int8 weights.
 INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 ARM_MACHINES = ("arm64", "aarch64")  # platform.machine() of 64-bit Arm
 CPU_FLAGS_ENV = "IMG2IMG_CPU_FLAGS"  # space-separated flags to assume instead of the CPU's

@@ -86,7 +86,8 @@ class Translator:
 
     @property
     def precision(self) -> str:
-        """The precision in use: fp32, bf16, fp16, or int8 (a quantized ``.onnx``)."""
+        """The precision in use: fp32, bf16, fp16, or int8 (a quantized ``.onnx``, or a
+        network with int8 layers: ``inference.torch_int8``)."""
         return self.backend.precision
 
     @property

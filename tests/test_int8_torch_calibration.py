@@ -200,12 +200,10 @@ def test_scopes_name_modules() -> None:
     assert torch_calibration._qualified("/head") == "head"
 
 
-def test_inputs_of_one_shape_run_as_batches_of_bounded_size(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(torch_calibration, "BATCH_PIXELS", 2 * 16 * 16)
+def test_inputs_of_one_shape_run_as_batches_of_bounded_size() -> None:
     inputs = [np.full((1, 3, 16, 16), i, np.float32) for i in range(5)]
     inputs.insert(2, np.zeros((1, 3, 8, 24), np.float32))
-    batches = torch_calibration.batches(inputs)
+    batches = torch_calibration.batches(inputs, 2 * 16 * 16)
     assert [b.shape for b in batches] == [(2, 3, 16, 16), (2, 3, 16, 16), (1, 3, 16, 16),
                                           (1, 3, 8, 24)]
     assert sorted(float(v) for b in batches[:3] for v in b[:, 0, 0, 0]) == [0, 1, 2, 3, 4]

@@ -163,7 +163,7 @@ def sr_tiled(device: torch.device, precisions: list[str], quick: bool, workdir: 
         if p == ort.INT8:  # the model quantized above, from its cache: the process's floor
             shutil.copytree(out / CACHE_DIR, cache, dirs_exist_ok=True)
             floor_extra = [*extra, "--calibrate", str(src.parent)]
-        models = sorted(cache.glob("*.onnx"))
+        models = sorted(cache.glob("*.int8-*"))  # ranges (.json) or model (.onnx)
         floor_s, floor_mb, _, _ = _translate(script, model, tiny, floor_out, device, precision,
                                              floor_extra)
         results["by_precision"][p] = {
@@ -172,7 +172,7 @@ def sr_tiled(device: torch.device, precisions: list[str], quick: bool, workdir: 
             "floor_8x8_seconds": floor_s, "floor_8x8_peak_rss_mb": floor_mb}
         if p == ort.INT8:  # no second quantization beside the copied model
             results["by_precision"][p]["floor_reused_int8_model"] = \
-                bool(models) and sorted(cache.glob("*.onnx")) == models
+                bool(models) and sorted(cache.glob("*.int8-*")) == models
         calibrated = " (incl. calibration on 8 tiles)" if p == ort.INT8 else ""
         cached = ", int8 model cached" if p == ort.INT8 else ""
         rows.append(Row("sr x4 tiled", p, seconds / mp, "s/MP",

@@ -193,7 +193,8 @@ def test_sr_int8_is_close_to_fp32(tmp_path: Path) -> None:
     for p in images:
         got, want = t(read_image(p)), fp32(read_image(p))
         assert got.shape == want.shape == (128, 128, 3)
-        assert _psnr(got, want) >= 40.0
+        # 60-61 dB here; the bicubic skip alone (a body that computes nothing) scores 31
+        assert _psnr(got, want) >= 50.0
 
 
 def test_a_batch_gives_each_image_what_it_gets_alone(tmp_path: Path) -> None:

@@ -118,9 +118,10 @@ def translate_parser() -> argparse.ArgumentParser:
     q = p.add_argument_group(
         "int8 (--precision int8)",
         "int8 weights per channel, uint8 activations calibrated on real inputs, the "
-        "output layers in float. The ResNet generators run in PyTorch (oneDNN's int8 "
-        "convolutions, x86 CPUs); the other families and .onnx files are exported to ONNX "
-        "and quantized by ONNX Runtime (pip install 'img2img[onnx]'). The ranges or the "
+        "output layers in float. The ResNet generators and SRResNet run in PyTorch "
+        "(oneDNN's int8 convolutions, x86 CPUs); the U-Net, .onnx files and other CPUs are "
+        "exported to ONNX and quantized by ONNX Runtime (pip install 'img2img[onnx]'). "
+        "The ranges or the "
         "quantized model are cached in OUTPUT/.img2img-cache, so a rerun skips the "
         "calibration. Refused for architectures whose int8 output was not measured within "
         "38 dB PSNR of fp32.")

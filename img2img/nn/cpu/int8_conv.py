@@ -23,12 +23,12 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-_ORDERS = ("x86_64", "amd64", "i386", "i686", "x86")
+_X86_MACHINES = ("x86_64", "amd64", "i386", "i686", "x86")  # platform.machine() of x86
 
 
 def available() -> bool:
     """Whether this PyTorch build runs oneDNN's int8 convolution on this CPU (x86 only)."""
-    return (platform.machine().lower() in _ORDERS and torch.backends.mkldnn.is_available()
+    return (platform.machine().lower() in _X86_MACHINES and torch.backends.mkldnn.is_available()
             and hasattr(torch.ops.onednn, "qconv2d_pointwise"))
 
 

@@ -32,7 +32,6 @@ cached models.
 from __future__ import annotations
 
 import json
-import logging
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -53,8 +52,6 @@ from img2img.nn.resnet import ResnetGenerator
 from img2img.nn.srresnet import SRResNet
 
 __all__ = ["RECIPE", "available", "fits", "int8_network", "quantized"]
-
-log = logging.getLogger(__name__)
 
 RECIPE = "torch-onednn-u8s8-perchannel-minmax-crop256-floatout-v2"  # part of the cache key
 UPSAMPLING = (nn.ConvTranspose2d, nn.Upsample)
